@@ -1,0 +1,1 @@
+"""Bearer tokens, roles and permissions, and the audit of patient-data access."""

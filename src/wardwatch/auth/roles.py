@@ -1,0 +1,42 @@
+"""Roles and what each may do. Every route names one permission; nothing else grants access."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    CONTROL_CENTRE = "control-centre"
+    WARD = "ward"
+    HOUSEKEEPING = "housekeeping"
+    PORTER = "porter"
+    CLINICIAN = "clinician"
+    INTEGRATION = "integration"
+    READ_ONLY = "read-only"
+
+
+class Permission(StrEnum):
+    CAPACITY_READ = "capacity:read"  # beds, wards, occupancy: no patient data
+    PATIENTS_READ = "patients:read"  # stays with NHS numbers (audited)
+    PATIENTS_WRITE = "patients:write"  # admit, transfer, discharge, dates (audited)
+    BEDS_WRITE = "beds:write"  # any manual bed state change
+    BEDS_CLEAN = "beds:clean"  # only the cleaning steps of the bed state machine
+    SYSTEM_WRITE = "system:write"  # sites, wards, beds, loading the system file
+    AUDIT_READ = "audit:read"
+
+
+P = Permission
+_READ = {P.CAPACITY_READ}
+_CLINICAL = {P.CAPACITY_READ, P.PATIENTS_READ, P.PATIENTS_WRITE, P.BEDS_WRITE, P.BEDS_CLEAN}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.CONTROL_CENTRE: frozenset(_CLINICAL),
+    Role.WARD: frozenset(_CLINICAL),
+    Role.HOUSEKEEPING: frozenset(_READ | {P.BEDS_CLEAN}),
+    Role.PORTER: frozenset(_READ),
+    Role.CLINICIAN: frozenset(_READ | {P.PATIENTS_READ}),
+    Role.INTEGRATION: frozenset(_CLINICAL),
+    Role.READ_ONLY: frozenset(_READ),
+}

@@ -1,0 +1,1 @@
+"""Live capacity: the health system's places, every bed's state, patients' stays, occupancy."""

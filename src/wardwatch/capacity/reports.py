@@ -1,0 +1,182 @@
+"""Occupancy reads for the API and CLI: live, past, history, long stays, daily SitRep."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from wardwatch.capacity import occupancy as occ
+from wardwatch.capacity.models import HealthSystem
+from wardwatch.core.clock import Clock
+from wardwatch.core.errors import ValidationFailed
+from wardwatch.db.session import Database
+
+SITREP_CATEGORIES = (
+    "ga_adult_core",
+    "ga_adult_escalation",
+    "ga_paediatric_core",
+    "ga_paediatric_escalation",
+    "critical_care",
+    "other",
+)
+MAX_HISTORY_POINTS = 5000
+
+
+class OccupancyService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        default_target: float = 0.92,
+        timezone: str = "Europe/London",
+        sitrep_hour: int = 8,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.default_target = default_target
+        self.tz = ZoneInfo(timezone)
+        self.sitrep_hour = sitrep_hour
+
+    def target(self) -> float:
+        with self.db.read() as s:
+            system = s.get(HealthSystem, 1)
+            return system.occupancy_target if system else self.default_target
+
+    def live(self, *, include_wards: bool = False) -> dict[str, Any]:
+        with self.db.read() as s:
+            system = s.get(HealthSystem, 1)
+            target = system.occupancy_target if system else self.default_target
+            return occ.snapshot(
+                occ.live_counts(s),
+                occ.ward_meta(s),
+                at=self.clock.now(),
+                target=target,
+                include_wards=include_wards,
+            )
+
+    def at(self, when: datetime, *, include_wards: bool = False) -> dict[str, Any]:
+        self._check_past(when)
+        with self.db.read() as s:
+            return occ.snapshot(
+                occ.counts_at(s, when),
+                occ.ward_meta(s),
+                at=when,
+                target=self.target(),
+                include_wards=include_wards,
+            )
+
+    def history(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        site: str | None = None,
+        ward: str | None = None,
+        general_acute_only: bool = False,
+    ) -> list[dict[str, Any]]:
+        if end <= start:
+            raise ValidationFailed("'to' must be after 'from'")
+        if step <= timedelta(0):
+            raise ValidationFailed("step must be positive")
+        if (end - start) / step > MAX_HISTORY_POINTS:
+            raise ValidationFailed(f"at most {MAX_HISTORY_POINTS} points: use a longer step")
+        with self.db.read() as s:
+            return occ.history(
+                s,
+                start=start,
+                end=end,
+                step=step,
+                site=site,
+                ward=ward,
+                general_acute_only=general_acute_only,
+            )
+
+    def long_stays(self) -> dict[str, dict[str, int]]:
+        with self.db.read() as s:
+            return occ.long_stays(s, at=self.clock.now())
+
+    def sitrep_time(self, day: date) -> datetime:
+        return datetime.combine(day, time(self.sitrep_hour), tzinfo=self.tz)
+
+    def sitrep(self, day: date) -> dict[str, Any]:
+        """The SitRep-style snapshot at 08:00 (local) on ``day``, rebuilt from the event log."""
+        when = self.sitrep_time(day)
+        self._check_past(when)
+        with self.db.read() as s:
+            meta = occ.ward_meta(s)
+            per_site: dict[str, dict[str, occ.Counts]] = {}
+            for ward_id, state, n in occ.counts_at(s, when):
+                m = meta[ward_id]
+                cats = per_site.setdefault(m.site_code, {})
+                for key in (m.sitrep_category, "all"):
+                    cats.setdefault(key, occ.Counts()).add(state, n)
+            stays = occ.long_stays(s, at=when)
+            names = {m.site_code: (m.site_name, m.site_kind) for m in meta.values()}
+        rows = [
+            _sitrep_row(code, *names[code], per_site[code], stays.get(code))
+            for code in sorted(per_site)
+        ]
+        system: dict[str, occ.Counts] = {}
+        for cats in per_site.values():
+            for key, counts in cats.items():
+                system.setdefault(key, occ.Counts()).merge(counts)
+        rows.append(_sitrep_row("SYSTEM", "Whole system", "system", system, stays["SYSTEM"]))
+        return {
+            "date": day.isoformat(),
+            "snapshot_at": when.isoformat(),
+            "target": self.target(),
+            "rows": rows,
+        }
+
+    def _check_past(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise ValidationFailed("times must carry a time zone (e.g. 2026-01-05T08:00Z)")
+        if when > self.clock.now():
+            raise ValidationFailed(f"{when.isoformat()} is in the future")
+
+
+def _sitrep_row(
+    code: str, name: str, kind: str, cats: dict[str, occ.Counts], stays: dict[str, int] | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"site": code, "name": name, "kind": kind}
+    ga = occ.Counts()
+    for cat in SITREP_CATEGORIES:
+        c = cats.get(cat, occ.Counts())
+        row[f"{cat}_open"] = c.open
+        row[f"{cat}_occupied"] = c.occupied
+        if cat.startswith("ga_"):
+            ga.merge(c)
+    total = cats.get("all", occ.Counts()).to_json(0)
+    ga_occ = ga.occupancy
+    row.update(
+        {
+            "ga_open": ga.open,
+            "ga_occupied": ga.occupied,
+            "ga_occupancy": None if ga_occ is None else round(ga_occ, 4),
+            "beds_total": total["total"],
+            "beds_available": total["available"],
+            "beds_vacant_not_ready": total["vacant_not_ready"],
+            "beds_blocked": total["blocked"],
+            "beds_closed": total["closed"],
+        }
+    )
+    for key, n in (stays or {"7+": 0, "14+": 0, "21+": 0}).items():
+        row[f"long_stay_{key.rstrip('+')}_plus"] = n
+    return row
+
+
+def sitrep_csv(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=["date", "snapshot_at", *rows[0].keys()], lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({"date": report["date"], "snapshot_at": report["snapshot_at"], **row})
+    return out.getvalue()

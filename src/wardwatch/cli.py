@@ -1,0 +1,375 @@
+"""The ``wardwatch`` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wardwatch.capacity.reports import sitrep_csv
+from wardwatch.capacity.schemas import AdmitRequest, DischargeRequest, PatientIn, TransferRequest
+from wardwatch.capacity.service import BedFilter
+from wardwatch.capacity.states import BedState
+from wardwatch.capacity.system import load_system_file
+from wardwatch.config import Settings
+from wardwatch.core.actor import Actor
+from wardwatch.core.errors import NotFound, ValidationFailed, WardWatchError
+from wardwatch.runtime import Runtime
+
+app = typer.Typer(
+    help="WardWatch: live beds, flow and coordination for a health system.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+system_app = typer.Typer(help="The health system's sites, wards and beds.", no_args_is_help=True)
+token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+bed_app = typer.Typer(help="Beds and their states.", no_args_is_help=True)
+patient_app = typer.Typer(help="Admit, transfer and discharge patients.", no_args_is_help=True)
+app.add_typer(system_app, name="system")
+app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
+app.add_typer(bed_app, name="bed")
+app.add_typer(patient_app, name="patient")
+
+out = Console()
+err = Console(stderr=True)
+CLI_ACTOR = Actor(name="cli", role="admin")
+
+
+def _runtime() -> Runtime:
+    return Runtime.build(Settings())
+
+
+def _fail(exc: WardWatchError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc.message}")
+    for problem in (
+        getattr(exc, "problems", [])[1:] if len(getattr(exc, "problems", [])) > 1 else []
+    ):
+        err.print(f"  - {problem}")
+    return typer.Exit(code=2 if isinstance(exc, ValidationFailed) else 1)
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+) -> None:
+    """Run the service (API, live stream, web page) on the configured database."""
+    import uvicorn
+
+    from wardwatch.app import create_app
+
+    rt = _runtime()
+    out.print(f"WardWatch on http://{host}:{port}  (database: {rt.db.dialect})")
+    uvicorn.run(create_app(rt), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    speed: Annotated[float, typer.Option(help="simulated seconds per real second")] = 60.0,
+    data_dir: Annotated[Path, typer.Option(help="where the demo's SQLite lives")] = Path(
+        "wardwatch-demo"
+    ),
+    keep: Annotated[bool, typer.Option(help="keep an existing demo database")] = False,
+) -> None:
+    """Start a living example system on SQLite: ~93% occupied, patients coming and going."""
+    import uvicorn
+
+    from wardwatch.app import create_app
+    from wardwatch.core.clock import ScaledClock, SystemClock
+    from wardwatch.demo.generator import DemoGenerator
+    from wardwatch.demo.run import prepare, ward_plans
+
+    if speed <= 0:
+        raise typer.BadParameter("speed must be positive")
+    if not keep or not (data_dir / "wardwatch.db").exists():
+        with out.status("Building the example system (Kent and Medway, 20 sites)..."):
+            admitted = prepare(data_dir, SystemClock())
+        out.print(f"Loaded the example system and admitted {admitted} patients.")
+    clock = ScaledClock(SystemClock().now(), speed=speed)
+    rt = Runtime.build(Settings(data_dir=data_dir), clock=clock)
+    _, token = rt.auth.create_token(role="control-centre", name="demo")
+    generator = DemoGenerator(rt.capacity, clock, ward_plans(rt))
+    generator.start(tick_seconds=1.0)
+    out.print(f"\n[bold]WardWatch demo[/] (time runs x{speed:g})")
+    out.print(f"  Open     http://{host}:{port}/#token={token}")
+    out.print(f"  API docs http://{host}:{port}/docs")
+    out.print(f"  Token    {token}\n")
+    try:
+        uvicorn.run(create_app(rt), host=host, port=port, log_level="warning")
+    finally:
+        generator.stop()
+
+
+# --- system --------------------------------------------------------------------------------
+
+
+@system_app.command("load")
+def system_load(file: Path) -> None:
+    """Load (or update) the system from a YAML file. All or nothing."""
+    rt = _runtime()
+    try:
+        result = rt.system.load(load_system_file(file), CLI_ACTOR)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    out.print(
+        f"Loaded system {result.system}: {result.sites_created} sites, "
+        f"{result.wards_created} wards, {result.beds_created} beds created; "
+        f"{result.sites_updated} sites and {result.wards_updated} wards updated."
+    )
+
+
+@system_app.command("show")
+def system_show() -> None:
+    """List the sites and their bed counts."""
+    rt = _runtime()
+    try:
+        info = rt.system.system_info()
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"{info['name']} ({info['code']})")
+    for col in ("code", "name", "kind", "wards", "beds"):
+        table.add_column(col)
+    for site in rt.system.list_sites():
+        table.add_row(site.code, site.name, site.kind, str(site.ward_count), str(site.bed_count))
+    out.print(table)
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin, control-centre, ward, housekeeping, porter, "
+            "clinician, integration or read-only"
+        ),
+    ],
+    name: Annotated[str, typer.Option(help="who or what will use the token")],
+) -> None:
+    """Create a token and print it alone on stdout (it is shown only once)."""
+    rt = _runtime()
+    try:
+        token_id, token = rt.auth.create_token(role=role, name=name)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    err.print(f"token {token_id} for {name} ({role}); store it now, it is not shown again")
+    sys.stdout.write(token + "\n")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    rt = _runtime()
+    table = Table()
+    for col in ("id", "name", "role", "created", "revoked"):
+        table.add_column(col)
+    for t in rt.auth.list_tokens():
+        table.add_row(t["id"], t["name"], t["role"], _when(t["created_at"]), _when(t["revoked_at"]))
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str) -> None:
+    rt = _runtime()
+    try:
+        rt.auth.revoke(token_id)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    out.print(f"revoked {token_id}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database to the latest schema."""
+    rt = _runtime()
+    out.print(f"database is up to date ({rt.db.dialect})")
+
+
+# --- beds and patients ---------------------------------------------------------------------
+
+
+@bed_app.command("list")
+def bed_list(
+    site: str | None = None,
+    ward: str | None = None,
+    state: Annotated[BedState | None, typer.Option(case_sensitive=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    rt = _runtime()
+    beds = rt.capacity.list_beds(BedFilter(site=site, ward=ward, state=state, limit=1_000_000))
+    if as_json:
+        _print_json([b.model_dump(mode="json") for b in beds])
+        return
+    table = Table()
+    for col in ("code", "state", "since", "reason"):
+        table.add_column(col)
+    for b in beds:
+        table.add_row(b.code, b.state.value, _when(b.state_since), b.state_reason or "")
+    out.print(table)
+
+
+@bed_app.command("set")
+def bed_set(
+    code: str,
+    state: Annotated[BedState, typer.Argument(case_sensitive=False)],
+    reason: str | None = None,
+) -> None:
+    """Change a bed's state by hand, e.g. ``wardwatch bed set XMT01-AMU-03 blocked --reason
+    'infection control'``."""
+    rt = _runtime()
+    try:
+        bed = rt.capacity.change_bed_state(_bed_id(rt, code), state, reason, CLI_ACTOR)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    out.print(f"{bed.code} is now {bed.state.value}")
+
+
+@patient_app.command("admit")
+def patient_admit(
+    bed: Annotated[str, typer.Argument(help="bed code")],
+    nhs_number: str | None = None,
+    local_id: str | None = None,
+    sex: str | None = None,
+    source: str | None = None,
+    expected_discharge: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
+) -> None:
+    rt = _runtime()
+    try:
+        req = AdmitRequest.model_validate(
+            {
+                "bed_id": _bed_id(rt, bed),
+                "source": source,
+                "patient": PatientIn.model_validate(
+                    {"nhs_number": nhs_number, "local_id": local_id, "sex": sex}
+                ).model_dump(),
+                "expected_discharge_date": expected_discharge.date()
+                if expected_discharge
+                else None,
+            }
+        )
+        stay = rt.capacity.admit(req, CLI_ACTOR)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:
+        raise _fail(ValidationFailed(str(exc).splitlines()[-1])) from None
+    out.print(f"admitted to {stay.bed_code}: stay {stay.id}")
+
+
+@patient_app.command("transfer")
+def patient_transfer(stay_id: str, bed: Annotated[str, typer.Argument(help="bed code")]) -> None:
+    rt = _runtime()
+    try:
+        stay = rt.capacity.transfer(stay_id, TransferRequest(bed_id=_bed_id(rt, bed)), CLI_ACTOR)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    out.print(f"stay {stay.id} moved to {stay.bed_code}")
+
+
+@patient_app.command("discharge")
+def patient_discharge(
+    stay_id: str,
+    destination: Annotated[str, typer.Option()] = "usual residence",
+    pathway: Annotated[int, typer.Option(min=0, max=3)] = 0,
+) -> None:
+    rt = _runtime()
+    try:
+        stay = rt.capacity.discharge(
+            stay_id, DischargeRequest(destination=destination, pathway=pathway), CLI_ACTOR
+        )
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    out.print(f"stay {stay.id} discharged from {stay.bed_code}; bed awaits cleaning")
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+@app.command()
+def occupancy(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Occupancy now, per site and for the system, against the target."""
+    rt = _runtime()
+    snap = rt.occupancy.live()
+    if as_json:
+        _print_json(snap)
+        return
+    table = Table(title=f"Occupancy (target {snap['target']:.0%})")
+    for col in ("site", "kind", "occupied", "open", "occupancy", "G&A", "available"):
+        table.add_column(col, justify="right" if col not in ("site", "kind") else "left")
+    for row in [*snap["sites"], {"code": "SYSTEM", "kind": "", **snap["system"]}]:
+        table.add_row(
+            row["code"],
+            row["kind"],
+            str(row["occupied"]),
+            str(row["open"]),
+            _pct(row["occupancy"], row["over_target"]),
+            _pct(row["general_acute"]["occupancy"], row["general_acute"]["over_target"]),
+            str(row["available"]),
+        )
+    out.print(table)
+
+
+@app.command()
+def sitrep(
+    day: Annotated[
+        datetime | None, typer.Option("--date", formats=["%Y-%m-%d"], help="default: today")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="file to write (default stdout)")] = None,
+) -> None:
+    """The daily SitRep-style 08:00 bed snapshot, rebuilt from the event log."""
+    if fmt not in ("csv", "json"):
+        raise typer.BadParameter("--format must be csv or json")
+    rt = _runtime()
+    when: date = day.date() if day else rt.clock.now().astimezone(rt.occupancy.tz).date()
+    try:
+        report = rt.occupancy.sitrep(when)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    text = sitrep_csv(report) if fmt == "csv" else json.dumps(report, indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+def _bed_id(rt: Runtime, code: str) -> str:
+    beds = rt.capacity.list_beds(BedFilter(code=code, limit=1))
+    if not beds:
+        raise NotFound(f"no bed with code {code!r}")
+    return beds[0].id
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _pct(value: float | None, over: bool | None) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.1%}"
+    return f"[red]{text}[/]" if over else text
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    app()

@@ -1,0 +1,37 @@
+"""Settings from the environment (prefix ``WARDWATCH_``). No I/O at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WARDWATCH_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; PostgreSQL when set, else SQLite in data_dir.",
+    )
+    data_dir: Path = Field(default=Path("./wardwatch-data"))
+    occupancy_target: float = Field(default=0.92, gt=0, le=1)
+    timezone: str = "Europe/London"
+    sitrep_hour: int = Field(default=8, ge=0, le=23)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'wardwatch.db').resolve()}"

@@ -1,0 +1,1 @@
+"""Framework-free building blocks: clock, events, bus, errors, identifiers."""

@@ -1,0 +1,189 @@
+"""Engines, sessions and the one transaction helper every service writes through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.pool import StaticPool
+
+from wardwatch.core.actor import Actor
+from wardwatch.core.bus import Bus
+from wardwatch.core.errors import Conflict
+from wardwatch.core.events import DomainEvent
+from wardwatch.db.audit import AuditEntry
+from wardwatch.db.eventlog import EventRecord
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with sane settings for each backend (SQLite: WAL, foreign keys, busy wait)."""
+    if url.startswith("sqlite"):
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs.setdefault("poolclass", StaticPool)
+        else:
+            path = url.split("///", 1)[1]
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy issue BEGIN itself so that BEGIN IMMEDIATE serialises writers.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # Writers take the lock up front, so two writers queue instead of deadlocking.
+            immediate = conn.get_execution_options().get("wardwatch_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+@dataclass
+class Tx:
+    """An open transaction: the session, and the events to publish once it commits."""
+
+    session: Session
+    _pending: list[tuple[EventRecord, str | None, str | None]] = field(default_factory=list)
+
+    def record(
+        self,
+        type: str,
+        *,
+        at: datetime,
+        actor: Actor,
+        site_id: str | None = None,
+        site_code: str | None = None,
+        ward_id: str | None = None,
+        ward_code: str | None = None,
+        bed_id: str | None = None,
+        stay_id: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> EventRecord:
+        """Append an event to the log, in this transaction."""
+        rec = EventRecord(
+            at=at,
+            type=type,
+            actor=actor.label,
+            site_id=site_id,
+            ward_id=ward_id,
+            bed_id=bed_id,
+            stay_id=stay_id,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            data=data,
+        )
+        self.session.add(rec)
+        self._pending.append((rec, site_code, ward_code))
+        return rec
+
+    def audit(
+        self,
+        *,
+        at: datetime,
+        actor: Actor,
+        action: str,
+        resource: str,
+        ids: list[str],
+        detail: str | None = None,
+    ) -> None:
+        """Record who read or changed patient data, in this transaction."""
+        self.session.add(
+            AuditEntry(
+                at=at,
+                actor=actor.label,
+                action=action,
+                resource=resource,
+                resource_ids=",".join(ids),
+                detail=detail,
+            )
+        )
+
+    def _events(self) -> list[DomainEvent]:
+        out = []
+        for rec, site_code, ward_code in self._pending:
+            data = dict(rec.data or {})
+            for key in ("from_state", "to_state", "reason", "stay_id"):
+                value = getattr(rec, key)
+                if value is not None:
+                    data.setdefault(key, value)
+            out.append(
+                DomainEvent(
+                    seq=rec.seq,
+                    type=rec.type,
+                    at=rec.at,
+                    site_code=site_code,
+                    ward_code=ward_code,
+                    bed_id=rec.bed_id,
+                    data=data,
+                )
+            )
+        return out
+
+
+class Database:
+    def __init__(self, engine: Engine, bus: Bus | None = None) -> None:
+        self.engine = engine
+        self.bus = bus
+        self._factory = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """Commit on success, roll back on error; publish events only after the commit."""
+        session = self._factory()
+        session.connection(execution_options={"wardwatch_write": True})
+        tx = Tx(session)
+        try:
+            yield tx
+            session.flush()
+            events = tx._events()
+            session.commit()
+        except (IntegrityError, StaleDataError) as exc:
+            session.rollback()
+            raise Conflict(
+                "the record was changed by someone else at the same moment; nothing was "
+                "saved: reload and try again"
+            ) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        if self.bus is not None and events:
+            self.bus.publish(events)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (SQLite still takes no write lock: nothing is flushed)."""
+        session = self._factory()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()

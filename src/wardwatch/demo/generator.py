@@ -1,0 +1,240 @@
+"""A synthetic patient flow at realistic daily rates, driven through the real services.
+
+Rates follow Little's law: a ward of ``n`` open beds aiming at occupancy ``u`` with a mean
+length of stay ``L`` days admits about ``n*u/L`` patients a day. Lengths of stay are
+exponential with means by kind of place (DOMAIN.md: emergency ~9 days; short on assessment
+units; weeks in care homes). Discharges cluster in the day, as they do in hospitals. Beds go
+through cleaning with realistic delays until the coordination loop (issue 4) takes that over.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from zoneinfo import ZoneInfo
+
+from wardwatch.capacity.schemas import (
+    AdmitRequest,
+    BedRead,
+    DischargeRequest,
+    PatientIn,
+    TransferRequest,
+)
+from wardwatch.capacity.service import BedFilter, CapacityService
+from wardwatch.capacity.states import BedState
+from wardwatch.core.actor import Actor
+from wardwatch.core.clock import Clock
+from wardwatch.core.errors import WardWatchError
+
+log = logging.getLogger(__name__)
+DEMO = Actor(name="demo-generator", role="integration")
+LONDON = ZoneInfo("Europe/London")
+
+#: mean length of stay in days by site kind, and the occupancy each kind runs at.
+MEAN_LOS_DAYS = {"acute": 5.5, "community": 21.0, "care_home": 120.0, "virtual_ward": 10.0}
+TARGET_OCCUPANCY = {"acute": 0.935, "community": 0.9, "care_home": 0.9, "virtual_ward": 0.75}
+ASSESSMENT_LOS_DAYS = 1.2  # AMU, SAU: patients move on within a day or two
+MEAN_WAIT_TO_CLEAN_MIN = 75.0
+MEAN_CLEANING_MIN = 40.0
+TRANSFER_SHARE = 0.6  # of assessment-unit leavers, how many move to a ward rather than home
+
+
+@dataclass(frozen=True, slots=True)
+class WardPlan:
+    code: str
+    site_kind: str
+    beds: int
+    los_days: float
+    occupancy: float
+    sex_policy: str
+    assessment: bool
+
+    @property
+    def admissions_per_day(self) -> float:
+        return self.beds * self.occupancy / self.los_days
+
+
+def discharge_weight(local_hour: int) -> float:
+    """Relative discharge rate by hour (mean 1 over the day): most leave 10:00-19:00."""
+    return 2.0 if 10 <= local_hour < 19 else 0.2 + (0.1 if 7 <= local_hour < 10 else 0.0)
+
+
+class DemoGenerator:
+    def __init__(
+        self, capacity: CapacityService, clock: Clock, plans: list[WardPlan], seed: int = 7
+    ) -> None:
+        self.capacity = capacity
+        self.clock = clock
+        self.plans = {p.code: p for p in plans}
+        self.rng = random.Random(seed)
+        self._patients = 0
+        self._stop = threading.Event()
+        self.counts = {"admitted": 0, "discharged": 0, "transferred": 0, "cleaned": 0}
+
+    # --- one step of simulated time ------------------------------------------------------
+
+    def step(self, dt: timedelta) -> None:
+        days = dt.total_seconds() / 86400
+        beds = self.capacity.list_beds(BedFilter(limit=1_000_000))
+        by_state: dict[BedState, list[BedRead]] = {}
+        for bed in beds:
+            by_state.setdefault(bed.state, []).append(bed)
+        self._discharges(by_state.get(BedState.OCCUPIED, []), days)
+        self._cleaning(by_state, dt)
+        self._admissions(by_state.get(BedState.AVAILABLE, []), days)
+
+    def _discharges(self, occupied: list[BedRead], days: float) -> None:
+        weight = discharge_weight(self.clock.now().astimezone(LONDON).hour)
+        for bed in occupied:
+            plan = self.plans.get(bed.ward)
+            if plan is None or not bed.stay_id:
+                continue
+            if self.rng.random() >= 1 - math.exp(-days * weight / plan.los_days):
+                continue
+            if (
+                plan.assessment
+                and self.rng.random() < TRANSFER_SHARE
+                and self._transfer_onwards(bed)
+            ):
+                continue
+            req = DischargeRequest(destination=self._destination(plan), pathway=self._pathway())
+            self._try(partial(self.capacity.discharge, bed.stay_id, req, DEMO), "discharged")
+
+    def _transfer_onwards(self, bed: BedRead) -> bool:
+        targets = [
+            b
+            for b in self.capacity.list_beds(BedFilter(site=bed.site, state=BedState.AVAILABLE))
+            if b.ward in self.plans and not self.plans[b.ward].assessment
+        ]
+        if not targets:
+            return False
+        target = self.rng.choice(targets)
+        req = TransferRequest(bed_id=target.id)
+        return self._try(
+            partial(self.capacity.transfer, bed.stay_id or "", req, DEMO), "transferred"
+        )
+
+    def _cleaning(self, by_state: dict[BedState, list[BedRead]], dt: timedelta) -> None:
+        minutes = dt.total_seconds() / 60
+        for bed in by_state.get(BedState.AWAITING_CLEAN, []):
+            if self.rng.random() < 1 - math.exp(-minutes / MEAN_WAIT_TO_CLEAN_MIN):
+                self._try(
+                    partial(self.capacity.change_bed_state, bed.id, BedState.CLEANING, None, DEMO),
+                    None,
+                )
+        for bed in by_state.get(BedState.CLEANING, []):
+            if self.rng.random() < 1 - math.exp(-minutes / MEAN_CLEANING_MIN):
+                self._try(
+                    partial(self.capacity.change_bed_state, bed.id, BedState.AVAILABLE, None, DEMO),
+                    "cleaned",
+                )
+
+    def _admissions(self, available: list[BedRead], days: float) -> None:
+        free: dict[str, list[BedRead]] = {}
+        for bed in available:
+            free.setdefault(bed.ward, []).append(bed)
+        for plan in self.plans.values():
+            for _ in range(_poisson(self.rng, plan.admissions_per_day * days)):
+                beds = free.get(plan.code)
+                if not beds:
+                    break  # ward full: in real life a decision-to-admit wait
+                self.admit(beds.pop(self.rng.randrange(len(beds))), plan)
+
+    def admit(self, bed: BedRead, plan: WardPlan) -> bool:
+        self._patients += 1
+        sex = plan.sex_policy if plan.sex_policy != "mixed" else self.rng.choice(["male", "female"])
+        los = self.rng.expovariate(1 / plan.los_days)
+        edd = (self.clock.now() + timedelta(days=max(1.0, los))).astimezone(LONDON).date()
+        req = AdmitRequest(
+            bed_id=bed.id,
+            source=self.rng.choice(["ed", "ed", "gp", "elective"]),
+            patient=PatientIn(local_id=f"DEMO{self._patients:07d}", sex=sex),
+            expected_discharge_date=edd,
+        )
+        return self._try(partial(self.capacity.admit, req, DEMO), "admitted")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _destination(self, plan: WardPlan) -> str:
+        if plan.site_kind == "care_home":
+            return self.rng.choice(["died", "hospital", "usual residence"])
+        return self.rng.choices(
+            ["usual residence", "care home", "community hospital"], weights=[85, 7, 8]
+        )[0]
+
+    def _pathway(self) -> int:
+        return self.rng.choices([0, 1, 2, 3], weights=[50, 30, 12, 8])[0]
+
+    def _try(self, action: Callable[[], object], counter: str | None) -> bool:
+        try:
+            action()
+        except WardWatchError as exc:  # the board moved under us: skip, as a person would
+            log.debug("demo step skipped: %s", exc.message)
+            return False
+        if counter:
+            self.counts[counter] += 1
+        return True
+
+    # --- running -------------------------------------------------------------------------
+
+    def run_forever(self, tick_seconds: float) -> None:
+        """Step every ``tick_seconds`` of real time, by however much the clock moved."""
+        last = self.clock.now()
+        while not self._stop.wait(tick_seconds):
+            now = self.clock.now()
+            try:
+                self.step(now - last)
+            except Exception:  # keep the demo alive; the failure is logged
+                log.exception("demo generator step failed")
+            last = now
+
+    def start(self, tick_seconds: float = 1.0) -> threading.Thread:
+        thread = threading.Thread(
+            target=self.run_forever, args=(tick_seconds,), name="demo-generator", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method: fine for the small means of one step."""
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def plans_from_wards(wards: list[tuple[str, str, int, str, str]]) -> list[WardPlan]:
+    """(ward code, site kind, open beds, sex policy, specialty) → flow plans."""
+    out = []
+    for code, site_kind, beds, sex_policy, specialty in wards:
+        assessment = specialty in ("acute medicine",) or code.endswith(("-AMU", "-SAU"))
+        los = ASSESSMENT_LOS_DAYS if assessment else MEAN_LOS_DAYS[site_kind]
+        out.append(
+            WardPlan(
+                code=code,
+                site_kind=site_kind,
+                beds=beds,
+                los_days=los,
+                occupancy=TARGET_OCCUPANCY[site_kind],
+                sex_policy=sex_policy,
+                assessment=assessment,
+            )
+        )
+    return out
+
+
+def prefill_times(rng: random.Random, now: datetime, los_days: float) -> datetime:
+    """When a patient in a bed now was admitted: the age of a stay in a steady state."""
+    return now - timedelta(days=rng.expovariate(1 / los_days))

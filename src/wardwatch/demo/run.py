@@ -1,0 +1,110 @@
+"""Set up the demo: a fresh SQLite system, prefilled to realistic occupancy, then live flow."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from wardwatch.capacity.models import Bed, Site, Ward
+from wardwatch.capacity.service import BedFilter
+from wardwatch.capacity.states import BedState
+from wardwatch.capacity.system import load_system_file
+from wardwatch.config import Settings
+from wardwatch.core.clock import Clock, ManualClock
+from wardwatch.demo.generator import DEMO, DemoGenerator, WardPlan, plans_from_wards
+from wardwatch.runtime import Runtime
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "kent-medway.yaml"
+HISTORY_DAYS = 30
+
+
+def example_file() -> Path:
+    if EXAMPLE.exists():
+        return EXAMPLE
+    raise FileNotFoundError("examples/kent-medway.yaml not found: run the demo from a clone")
+
+
+def ward_plans(rt: Runtime) -> list[WardPlan]:
+    with rt.db.read() as s:
+        rows = (
+            s.execute(
+                select(Ward.code, Site.kind, func.count(Bed.id), Ward.sex_policy, Ward.specialty)
+                .join(Site, Ward.site_id == Site.id)
+                .join(Bed, Bed.ward_id == Ward.id)
+                .where(Bed.state != BedState.CLOSED.value)
+                .group_by(Ward.code, Site.kind, Ward.sex_policy, Ward.specialty)
+            )
+            .tuples()
+            .all()
+        )
+    return plans_from_wards([(c, k, int(n), sp, spec) for c, k, n, sp, spec in rows])
+
+
+def prepare(
+    data_dir: Path,
+    clock: Clock,
+    *,
+    system_file: Path | None = None,
+    fresh: bool = True,
+    seed: int = 7,
+) -> int:
+    """Create the demo database: load the system back-dated, then fill it as of now.
+
+    Returns how many patients were admitted. Patients are admitted at back-dated times
+    through the real services (with a manual clock), so the event log, lengths of stay and
+    past SitRep snapshots are as consistent as live ones.
+    """
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    now = clock.now()
+    rng = random.Random(seed)
+    past = ManualClock(now - timedelta(days=HISTORY_DAYS))
+    rt = Runtime.build(Settings(data_dir=data_dir), clock=past)
+    try:
+        rt.system.load(load_system_file(system_file or example_file()), DEMO)
+        plans = ward_plans(rt)
+        gen = DemoGenerator(rt.capacity, past, plans, seed=seed)
+        beds = {
+            b.id: b
+            for b in rt.capacity.list_beds(BedFilter(state=BedState.AVAILABLE, limit=1_000_000))
+        }
+        by_ward: dict[str, list[str]] = {}
+        for bed in beds.values():
+            by_ward.setdefault(bed.ward, []).append(bed.id)
+        admissions = []
+        for plan in plans:
+            free = by_ward.get(plan.code, [])
+            rng.shuffle(free)
+            for bed_id in free[: round(len(free) * plan.occupancy)]:
+                age = min(rng.expovariate(1 / plan.los_days), HISTORY_DAYS - 0.01)
+                admissions.append((now - timedelta(days=age), bed_id, plan))
+        admissions.sort(key=lambda a: a[0])
+        for when, bed_id, plan in admissions:
+            past.set(max(when, past.now()))
+            gen.admit(beds[bed_id], plan)
+        past.set(now)
+        _untidy_some_beds(rt, rng)
+        return gen.counts["admitted"]
+    finally:
+        rt.close()
+
+
+def _untidy_some_beds(rt: Runtime, rng: random.Random) -> None:
+    """A real board at any moment has beds waiting for a clean, being cleaned, blocked."""
+    free = rt.capacity.list_beds(BedFilter(state=BedState.AVAILABLE, limit=1_000_000))
+    rng.shuffle(free)
+    n = len(free)
+    plan = (
+        [(BedState.AWAITING_CLEAN, None)] * (n // 4)
+        + [(BedState.CLEANING, None)] * (n // 10)
+        + [(BedState.BLOCKED, "infection control: side room needed")] * 3
+        + [(BedState.BLOCKED, "maintenance: broken bed rail")] * 2
+    )
+    for bed, (state, reason) in zip(free, plan, strict=False):
+        if state == BedState.CLEANING:
+            rt.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, DEMO)
+        rt.capacity.change_bed_state(bed.id, state, reason, DEMO)

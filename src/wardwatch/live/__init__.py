@@ -1,0 +1,1 @@
+"""Live updates: server-sent events fed by the bus, after commit."""

@@ -1,0 +1,55 @@
+"""The running parts wired together once: used by the web app, the CLI and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from wardwatch.auth.service import AuthService
+from wardwatch.capacity.reports import OccupancyService
+from wardwatch.capacity.service import CapacityService
+from wardwatch.capacity.system import SystemService
+from wardwatch.config import Settings
+from wardwatch.core.bus import EventBus
+from wardwatch.core.clock import Clock, SystemClock
+from wardwatch.db import migrate
+from wardwatch.db.session import Database, make_engine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    bus: EventBus = field(default_factory=EventBus)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.engine, self.bus)
+        self.system = SystemService(self.db, self.clock)
+        self.capacity = CapacityService(self.db, self.clock)
+        self.occupancy = OccupancyService(
+            self.db,
+            self.clock,
+            default_target=self.settings.occupancy_target,
+            timezone=self.settings.timezone,
+            sitrep_hour=self.settings.sitrep_hour,
+        )
+        self.auth = AuthService(self.db, self.clock)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        migrate_db: bool = True,
+    ) -> Runtime:
+        settings = settings or Settings()
+        engine = make_engine(settings.resolved_database_url())
+        if migrate_db:
+            migrate.upgrade(engine)
+        return cls(settings=settings, clock=clock or SystemClock(), engine=engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
