@@ -40,7 +40,7 @@ app.add_typer(bed_app, name="bed")
 app.add_typer(patient_app, name="patient")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 CLI_ACTOR = Actor(name="cli", role="admin")
 
 

@@ -107,7 +107,7 @@ def ward_meta(s: Session) -> dict[str, WardMeta]:
             Site.name,
             Site.kind,
         ).join(Site, Ward.site_id == Site.id)
-    ).tuples()
+    )
     return {
         r[0]: WardMeta(
             id=r[0],
@@ -129,7 +129,7 @@ def live_counts(s: Session) -> list[tuple[str, str, int]]:
     """(ward id, state, beds) for every ward and state present, now."""
     rows = s.execute(
         select(Bed.ward_id, Bed.state, func.count()).group_by(Bed.ward_id, Bed.state)
-    ).tuples()
+    )
     return [(w, st, int(n)) for w, st, n in rows]
 
 
@@ -149,7 +149,7 @@ def bed_states_at(s: Session, when: datetime) -> dict[str, tuple[str, str]]:
         select(EventRecord.bed_id, Bed.ward_id, EventRecord.to_state)
         .join(last, EventRecord.seq == last.c.seq)
         .join(Bed, Bed.id == EventRecord.bed_id)
-    ).tuples()
+    )
     return {bed: (ward, str(state)) for bed, ward, state in rows if bed is not None}
 
 
@@ -254,7 +254,7 @@ def history(
         and (not general_acute_only or m.general_acute)
     }
     states = {b: st for b, (w, st) in bed_states_at(s, start).items() if w in wanted}
-    bed_ward = dict(s.execute(select(Bed.id, Bed.ward_id)).tuples().all())
+    bed_ward = dict(s.execute(select(Bed.id, Bed.ward_id)).all())
     events = s.execute(
         select(EventRecord.at, EventRecord.bed_id, EventRecord.to_state)
         .where(
@@ -264,7 +264,7 @@ def history(
             EventRecord.to_state.is_not(None),
         )
         .order_by(EventRecord.seq)
-    ).tuples()
+    )
     points: list[dict[str, Any]] = []
     sample = start
     pending = iter(events)
@@ -305,7 +305,7 @@ def long_stays(s: Session, *, at: datetime) -> dict[str, dict[str, int]]:
         .where(
             Stay.admitted_at <= oldest, (Stay.discharged_at.is_(None)) | (Stay.discharged_at > at)
         )
-    ).tuples()
+    )
     out: dict[str, dict[str, int]] = {"SYSTEM": {f"{d}+": 0 for d in LONG_STAY_DAYS}}
     for site_code, admitted in rows:
         days = (at - admitted).total_seconds() / 86400

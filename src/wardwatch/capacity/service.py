@@ -69,18 +69,18 @@ class CapacityService:
         query = query.order_by(Bed.code).limit(f.limit).offset(f.offset)
         now = self.clock.now()
         with self.db.read() as s:
-            return [_bed_read(b, w, st, now) for b, w, st in s.execute(query).tuples()]
+            return [_bed_read(b, w, st, now) for b, w, st in s.execute(query)]
 
     def get_bed(self, bed_id: str) -> BedRead:
         with self.db.read() as s:
-            row = s.execute(_bed_query().where(Bed.id == bed_id)).tuples().first()
+            row = s.execute(_bed_query().where(Bed.id == bed_id)).first()
             if row is None:
                 raise NotFound(f"no bed with id {bed_id!r}")
             return _bed_read(*row, self.clock.now())
 
     def get_stay(self, stay_id: str) -> StayRead:
         with self.db.read() as s:
-            row = s.execute(_stay_query().where(Stay.id == stay_id)).tuples().first()
+            row = s.execute(_stay_query().where(Stay.id == stay_id)).first()
             if row is None:
                 raise NotFound(f"no stay with id {stay_id!r}")
             return _stay_read(*row, self.clock.now())
@@ -104,7 +104,7 @@ class CapacityService:
         query = query.order_by(Stay.admitted_at).limit(limit).offset(offset)
         now = self.clock.now()
         with self.db.read() as s:
-            return [_stay_read(*row, now) for row in s.execute(query).tuples()]
+            return [_stay_read(*row, now) for row in s.execute(query)]
 
     # --- bed states ------------------------------------------------------------------------
 

@@ -241,7 +241,7 @@ class SystemService:
     def list_sites(self) -> list[SiteRead]:
         with self.db.read() as s:
             wards = dict(
-                s.execute(select(Ward.site_id, func.count()).group_by(Ward.site_id)).tuples().all()
+                s.execute(select(Ward.site_id, func.count()).group_by(Ward.site_id)).all()
             )
             beds = dict(
                 s.execute(
@@ -249,7 +249,7 @@ class SystemService:
                     .join(Bed, Bed.ward_id == Ward.id)
                     .group_by(Ward.site_id)
                 )
-                .tuples()
+                
                 .all()
             )
             return [
@@ -284,7 +284,7 @@ class SystemService:
             query = query.where(Ward.kind == kind)
         with self.db.read() as s:
             counts = _bed_counts(s)
-            return [_ward_read(w, sc, counts.get(w.id, 0)) for w, sc in s.execute(query).tuples()]
+            return [_ward_read(w, sc, counts.get(w.id, 0)) for w, sc in s.execute(query)]
 
     def get_ward(self, code: str) -> WardRead:
         with self.db.read() as s:
@@ -352,7 +352,7 @@ class SystemService:
 
 
 def _bed_counts(s: Session) -> dict[str, int]:
-    return dict(s.execute(select(Bed.ward_id, func.count()).group_by(Bed.ward_id)).tuples().all())
+    return dict(s.execute(select(Bed.ward_id, func.count()).group_by(Bed.ward_id)).all())
 
 
 def _new_site(s: Session, spec: SiteSpec) -> Site:

@@ -180,10 +180,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session (SQLite still takes no write lock: nothing is flushed)."""
-        session = self._factory()
+        """A session for reading; closing it ends its transaction (nothing is flushed)."""
+        session = self._factory(autoflush=False)
         try:
             yield session
         finally:
-            session.rollback()
             session.close()

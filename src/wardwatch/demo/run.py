@@ -38,7 +38,7 @@ def ward_plans(rt: Runtime) -> list[WardPlan]:
                 .where(Bed.state != BedState.CLOSED.value)
                 .group_by(Ward.code, Site.kind, Ward.sex_policy, Ward.specialty)
             )
-            .tuples()
+            
             .all()
         )
     return plans_from_wards([(c, k, int(n), sp, spec) for c, k, n, sp, spec in rows])

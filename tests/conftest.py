@@ -1,0 +1,130 @@
+"""Shared fixtures: every service test runs on SQLite and on PostgreSQL.
+
+PostgreSQL tests need ``WARDWATCH_TEST_POSTGRES_URL`` (CI sets it). Without it they are
+skipped with a message saying so; with it, a database that cannot be reached is a failure,
+never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from wardwatch.app import create_app
+from wardwatch.capacity.system import load_system_file
+from wardwatch.config import Settings
+from wardwatch.core.actor import SYSTEM
+from wardwatch.core.clock import ManualClock
+from wardwatch.db import migrate
+from wardwatch.db.session import make_engine
+from wardwatch.models import Base
+from wardwatch.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOADS = Path(__file__).parent / "payloads"
+SMALL_SYSTEM = PAYLOADS / "small-system.yaml"
+EXAMPLE_SYSTEM = ROOT / "examples" / "kent-medway.yaml"
+START = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+PG_ENV = "WARDWATCH_TEST_POSTGRES_URL"
+
+
+def postgres_url() -> str | None:
+    return Settings(database_url=os.environ.get(PG_ENV) or None).database_url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "wardwatch.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[Engine]:
+    url = postgres_url()
+    if url is None:
+        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}=postgresql://user@host/db to run them")
+    schema = f"ww_test_{secrets.token_hex(4)}"
+    admin = make_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # a configured database must be reachable: fail, never skip
+        pytest.fail(f"{PG_ENV} is set but PostgreSQL is not usable: {exc}")
+    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _truncate(engine: Engine) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if backend == "sqlite":
+        path = tmp_path / "wardwatch.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        eng = make_engine(f"sqlite:///{path}")
+        yield eng
+        eng.dispose()
+    else:
+        eng = request.getfixturevalue("postgres_engine")
+        _truncate(eng)
+        yield eng
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def rt(engine: Engine, clock: ManualClock, tmp_path: Path) -> Runtime:
+    return Runtime(settings=Settings(data_dir=tmp_path), clock=clock, engine=engine)
+
+
+@pytest.fixture
+def small(rt: Runtime) -> Runtime:
+    """The runtime with the small test system loaded."""
+    rt.system.load(load_system_file(SMALL_SYSTEM), SYSTEM)
+    return rt
+
+
+@pytest.fixture
+def client(rt: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(rt)) as c:
+        yield c
+
+
+def auth(rt: Runtime, role: str = "admin", name: str = "tester") -> dict[str, str]:
+    """Headers with a fresh token of ``role``."""
+    _, token = rt.auth.create_token(role=role, name=f"{name}-{role}")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def admin(rt: Runtime) -> dict[str, str]:
+    return auth(rt, "admin")

@@ -1,0 +1,118 @@
+"""Security: every route but /health needs a token; roles are enforced; tokens are hashed."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from tests.conftest import auth
+from wardwatch.auth.models import ApiToken
+from wardwatch.auth.roles import ROLE_PERMISSIONS, Permission, Role
+from wardwatch.cli import app as cli
+from wardwatch.runtime import Runtime
+
+PUBLIC = {"/health", "/", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+
+
+def _api_routes(client: TestClient) -> list[APIRoute]:
+    return [r for r in client.app.routes if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
+
+
+def _required_permission(route: APIRoute) -> Permission | None:
+    for dep in route.dependant.dependencies:
+        perm = getattr(dep.call, "required_permission", None)
+        if perm is not None:
+            return perm  # type: ignore[no-any-return]
+    return None
+
+
+def test_every_api_route_names_a_permission(rt: Runtime, client: TestClient) -> None:
+    for route in _api_routes(client):
+        if route.path in PUBLIC:
+            continue
+        assert _required_permission(route) is not None, f"{route.path} has no permission check"
+
+
+def test_every_api_route_refuses_without_a_token(small: Runtime, client: TestClient) -> None:
+    for route in _api_routes(client):
+        if route.path in PUBLIC:
+            continue
+        path = route.path.replace("{", "").replace("}", "")
+        for method in route.methods:
+            r = client.request(method, path, json={})
+            assert r.status_code == 401, (method, path, r.status_code)
+            assert r.headers["www-authenticate"] == "Bearer"
+            bad = client.request(method, path, json={},
+                                 headers={"Authorization": "Bearer ww_not-a-token"})
+            assert bad.status_code == 401 and bad.json()["message"] == "unknown or revoked token"
+
+
+def test_health_needs_no_token(rt: Runtime, client: TestClient) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_roles_are_enforced_on_every_route(small: Runtime, client: TestClient, role: Role) -> None:
+    headers = auth(small, role.value)
+    for route in _api_routes(client):
+        perm = _required_permission(route)
+        if perm is None:
+            continue
+        path = route.path.replace("{", "").replace("}", "")
+        for method in route.methods:
+            r = client.request(method, path, json={}, headers=headers)
+            if perm in ROLE_PERMISSIONS[role]:
+                assert r.status_code != 403, (role, method, path, r.text)
+            else:
+                assert r.status_code == 403, (role, method, path, r.status_code)
+                assert perm.value in r.json()["message"]
+
+
+def test_role_matrix_is_as_documented() -> None:
+    P = Permission
+    assert P.PATIENTS_READ not in ROLE_PERMISSIONS[Role.READ_ONLY]
+    assert P.PATIENTS_READ not in ROLE_PERMISSIONS[Role.HOUSEKEEPING]
+    assert P.PATIENTS_READ not in ROLE_PERMISSIONS[Role.PORTER]
+    assert P.PATIENTS_WRITE not in ROLE_PERMISSIONS[Role.CLINICIAN]
+    assert P.SYSTEM_WRITE in ROLE_PERMISSIONS[Role.ADMIN]
+    assert all(P.SYSTEM_WRITE not in perms for role, perms in ROLE_PERMISSIONS.items()
+               if role != Role.ADMIN)
+    assert all(P.CAPACITY_READ in perms for perms in ROLE_PERMISSIONS.values())
+
+
+def test_token_create_prints_the_token_alone_and_stores_only_its_hash(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("WARDWATCH_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(cli, ["token", "create", "--role", "ward", "--name", "Ward 7"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ww_") and len(lines[0]) > 40
+    token = lines[0]
+    rt = Runtime.build()
+    try:
+        with rt.db.read() as s:
+            rows = s.scalars(select(ApiToken)).all()
+        assert len(rows) == 1 and rows[0].role == "ward" and rows[0].name == "Ward 7"
+        assert token not in repr([(r.token_hash, r.name) for r in rows])
+        principal = rt.auth.authenticate(token)
+        assert principal.role == Role.WARD
+        rt.auth.revoke(principal.token_id)
+        with pytest.raises(Exception, match="unknown or revoked"):
+            rt.auth.authenticate(token)
+    finally:
+        rt.close()
+
+
+def test_token_create_refuses_unknown_role(tmp_path: object,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDWATCH_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["token", "create", "--role", "boss", "--name", "x"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "unknown role 'boss'" in result.stderr

@@ -1,0 +1,287 @@
+"""The first page at ``/`` in a real browser (Debian's Chromium, driven by Playwright).
+
+A real uvicorn server runs in a background thread over a fresh SQLite database with the
+Kent and Medway example loaded; the tests change beds through the service while the page is
+open and check that the page follows without a reload.
+
+Set ``WARDWATCH_SCREENSHOTS=1`` to (re)write ``docs/img/first-page.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from wardwatch.app import create_app
+from wardwatch.capacity.schemas import AdmitRequest, PatientIn
+from wardwatch.capacity.service import BedFilter
+from wardwatch.capacity.states import BedState
+from wardwatch.capacity.system import load_system_file
+from wardwatch.config import Settings
+from wardwatch.core.actor import SYSTEM
+from wardwatch.runtime import Runtime
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
+                allow_module_level=True)
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "kent-medway.yaml"
+SCREENSHOT = ROOT / "docs" / "img" / "first-page.png"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+WAIT_MS = 5_000
+
+
+@dataclass
+class Served:
+    rt: Runtime
+    base: str
+    token: str
+
+    def api(self, path: str) -> Any:
+        r = httpx.get(self.base + path, headers={"Authorization": f"Bearer {self.token}"},
+                      timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def admit(self, beds: list[Any], prefix: str) -> None:
+        for i, bed in enumerate(beds):
+            self.rt.capacity.admit(
+                AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id=f"{prefix}{i}")), SYSTEM)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    rt = Runtime.build(Settings(data_dir=tmp_path))
+    rt.system.load(load_system_file(EXAMPLE), SYSTEM)
+    _, token = rt.auth.create_token(role="read-only", name="browser-test")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(rt), host="127.0.0.1", port=port, log_level="warning",
+        timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "the server thread died while starting"
+        assert time.monotonic() < deadline, "the server did not start in 10 s"
+        time.sleep(0.02)
+    try:
+        yield Served(rt=rt, base=f"http://127.0.0.1:{port}", token=token)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        rt.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    # A fresh context per test: its own sessionStorage, so no token leaks between tests.
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        context.close()  # closes the page's event stream before the server stops
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{x * 100:.1f}%"
+
+
+def site_occupancy(page: Any, code: str) -> Any:
+    return page.locator(f'[data-site="{code}"] .site-occupancy')
+
+
+def open_live(page: Any, served: Served) -> None:
+    page.goto(f"{served.base}/#token={served.token}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
+
+
+# ------------------------------------------------------------------------------ tests ----
+
+
+def test_page_with_token_in_url_shows_live_figures_matching_the_api(
+    served: Served, page: Any
+) -> None:
+    # Some occupied beds first, so the figures are not all trivially equal.
+    served.admit(served.rt.capacity.list_beds(BedFilter(site="XMW01",
+                                                        state=BedState.AVAILABLE, limit=7)), "A")
+    open_live(page, served)
+
+    system = served.api("/api/system")
+    expect(page.locator("#system-name")).to_have_text(system["name"])
+    # The token was taken out of the address bar but kept for this tab.
+    assert "token" not in page.url
+    assert page.url == f"{served.base}/"
+    assert page.evaluate("sessionStorage.getItem('wardwatch-token')") == served.token
+
+    occ = served.api("/api/occupancy")
+    expect(page.locator("#system-available")).to_have_text(str(occ["system"]["available"]))
+    expect(page.locator("#system-ga-occupancy")).to_have_text(
+        pct(occ["system"]["general_acute"]["occupancy"]))
+    for site in occ["sites"]:
+        expect(site_occupancy(page, site["code"])).to_have_text(pct(site["occupancy"]))
+    assert page.locator("[data-site]").count() == len(occ["sites"])
+
+    # Acute first, then community, care homes, virtual wards; by name within a kind.
+    order = ["acute", "community", "care_home", "virtual_ward"]
+    expected = [s["code"] for s in sorted(occ["sites"],
+                                          key=lambda s: (order.index(s["kind"]), s["name"]))]
+    shown = page.eval_on_selector_all("[data-site]", "rows => rows.map(r => r.dataset.site)")
+    assert shown == expected
+    expect(page.locator("#kind-grid")).to_contain_text("Acute hospitals")
+    expect(page.locator("#kind-grid")).to_contain_text("Virtual wards")
+    expect(page.locator("#stale-banner")).to_be_hidden()
+
+
+def test_page_follows_changes_live_without_reloading(served: Served, page: Any) -> None:
+    open_live(page, served)
+    available = page.locator("#system-available")
+    expect(available).not_to_have_text("—")
+    before = int(available.inner_text())
+    xmt_before = site_occupancy(page, "XMT01").inner_text()
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    page.evaluate("window.__marker = 1")
+
+    beds = served.rt.capacity.list_beds(BedFilter(site="XMT01", state=BedState.AVAILABLE,
+                                                  limit=5))
+    assert len(beds) == 5
+    served.admit(beds, "T")
+
+    # The burst of five changes is throttled, but the last one must always be shown.
+    expect(available).to_have_text(str(before - 5), timeout=WAIT_MS)
+    expect(site_occupancy(page, "XMT01")).not_to_have_text(xmt_before, timeout=WAIT_MS)
+    xmt = next(s for s in served.api("/api/occupancy")["sites"] if s["code"] == "XMT01")
+    expect(site_occupancy(page, "XMT01")).to_have_text(pct(xmt["occupancy"]))
+    expect(page.locator('[data-site="XMT01"] .site-available')).to_have_text(
+        str(xmt["available"]))
+
+    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+    assert navigations == []
+    expect(page.locator("#live-status")).to_have_text("Live")
+
+
+def test_without_a_token_the_form_is_shown_and_a_wrong_token_is_refused(
+    served: Served, page: Any
+) -> None:
+    page.goto(served.base + "/")
+    form = page.locator("#token-form")
+    expect(form).to_be_visible()
+    expect(form).to_contain_text("Paste your access token")
+    expect(page.locator("#dashboard")).to_be_hidden()
+
+    page.fill("#token-input", "ww_not-a-real-token")
+    page.click("#token-form button[type=submit]")
+    message = page.locator("#auth-message")
+    expect(message).to_be_visible(timeout=WAIT_MS)
+    expect(message).to_contain_text(re.compile("not authori[sz]ed", re.IGNORECASE))
+    expect(form).to_be_visible()
+    expect(page.locator("#dashboard")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('wardwatch-token')") is None
+
+    # The right token, pasted into the same form, starts the page.
+    page.fill("#token-input", served.token)
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
+    expect(page.locator("#dashboard")).to_be_visible()
+    expect(form).to_be_hidden()
+
+
+def test_sse_parser_handles_frames_split_anywhere(served: Served, page: Any) -> None:
+    page.goto(served.base + "/")
+    stream = ("retry: 2000\r\n\r\n: keep-alive\n\nid: 41\nevent: change\n"
+              'data: {"seq": 41, "type": "bed.admitted"}\n\n'
+              "id: 42\r\nevent: change\r\ndata: {\"seq\": 42}\r\n\r\n"
+              'event: resync\rdata: {"reason": "x"}\r\r'
+              # A lone CR at the end of the text might be half a CRLF: only what follows
+              # settles it, so the stream goes on (as a live one would).
+              ": keep-alive\n\n")
+    frames = page.evaluate(
+        """(text) => {
+            const out = [];
+            for (const size of [1, 2, 3, 7, text.length]) {
+                const got = [];
+                const p = new window.WardWatch.SseParser(f => got.push(f));
+                for (let i = 0; i < text.length; i += size) p.push(text.slice(i, i + size));
+                out.push(got);
+            }
+            return out;
+        }""",
+        stream,
+    )
+    expected = [
+        {"type": "change", "data": '{"seq": 41, "type": "bed.admitted"}', "id": "41"},
+        {"type": "change", "data": '{"seq": 42}', "id": "42"},
+        {"type": "resync", "data": '{"reason": "x"}', "id": None},
+    ]
+    for got in frames:
+        assert got == expected
+
+
+@pytest.mark.skipif(os.environ.get("WARDWATCH_SCREENSHOTS") != "1",
+                    reason="set WARDWATCH_SCREENSHOTS=1 to rewrite docs/img/first-page.png")
+def test_screenshot_of_a_busy_system(served: Served, page: Any) -> None:
+    rt = served.rt
+    rng = random.Random(20261124)
+    beds = rt.capacity.list_beds(BedFilter(state=BedState.AVAILABLE, limit=5000))
+    rng.shuffle(beds)
+    n = round(len(beds) * 0.93)
+    served.admit(beds[:n], "P")
+    # A realistic sprinkle of beds waiting for a clean, being cleaned, reserved, blocked.
+    rest = beds[n:]
+    for bed in rest[:45]:
+        rt.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, SYSTEM)
+    for bed in rest[:15]:
+        rt.capacity.change_bed_state(bed.id, BedState.CLEANING, None, SYSTEM)
+    for bed in rest[45:60]:
+        rt.capacity.change_bed_state(bed.id, BedState.RESERVED, None, SYSTEM)
+    for bed in rest[60:72]:
+        rt.capacity.change_bed_state(bed.id, BedState.BLOCKED, "infection control", SYSTEM)
+
+    open_live(page, served)
+    occ = served.api("/api/occupancy")
+    expect(page.locator("#system-available")).to_have_text(str(occ["system"]["available"]))
+    page.wait_for_timeout(800)  # let the bars finish their transition
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
