@@ -31,16 +31,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, select, text, update
+from sqlalchemy import Engine, create_engine, insert, literal, select, text, update
 from sqlalchemy.pool import NullPool
 
-from wardwatch.capacity.models import Bed, Site, Ward
+from wardwatch.capacity.models import Bed, Ward
 from wardwatch.capacity.schemas import SystemSpec
 from wardwatch.capacity.states import BedState
 from wardwatch.config import Settings
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import SystemClock
 from wardwatch.db import migrate
+from wardwatch.db.base import UTCDateTime
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.session import make_engine
 from wardwatch.runtime import Runtime
@@ -129,10 +130,14 @@ def postgres_runtime(url: str | None = None) -> Iterator[Runtime]:
 
 
 def analyze(engine: Engine) -> None:
-    """Refresh planner statistics (PostgreSQL ``ANALYZE``; SQLite ``ANALYZE`` too)."""
+    """Refresh planner statistics after bulk loading.
+
+    PostgreSQL: ``VACUUM ANALYZE`` (ANALYZE plus the visibility map, so index-only scans work
+    and autovacuum does not wake up in the middle of the timed runs); SQLite: ``ANALYZE``.
+    """
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
         else:
             conn.exec_driver_sql("ANALYZE")
             conn.commit()
@@ -232,7 +237,11 @@ def national_spec(
         )
     return SystemSpec.model_validate(
         {
-            "system": {"code": "NAT", "name": "Synthetic national system", "occupancy_target": 0.92},
+            "system": {
+                "code": "NAT",
+                "name": "Synthetic national system",
+                "occupancy_target": 0.92,
+            },
             "sites": out_sites,
         }
     )
@@ -256,26 +265,24 @@ STATE_MIX: dict[BedState, float] = {
 
 
 def set_bed_states(rt: Runtime, *, seed: int = 7, with_events: bool = True) -> dict[str, int]:
-    """Put ~93% of open beds into ``occupied`` (and a few into other states) by bulk SQL.
+    """Put ~93% of available beds into ``occupied`` (a few into other states) by bulk SQL.
 
     This bypasses the service (no stays, no per-bed transactions): it is benchmark set-up
     only. With ``with_events`` it also appends one ``bench.bulk_state`` event per changed bed,
-    so the event log agrees with the beds table and point-in-time snapshots replay it.
+    (one ``INSERT ... SELECT``) so the event log agrees with the beds table and point-in-time
+    snapshots replay it.
     Returns how many beds went into each state.
     """
     rng = random.Random(seed)
     beds_t = Bed.__table__
     with rt.engine.connect() as conn:
-        rows = conn.execute(
-            select(Bed.id, Bed.ward_id, Ward.site_id, Bed.state)
-            .join(Ward, Bed.ward_id == Ward.id)
-            .join(Site, Ward.site_id == Site.id)
-            .where(Bed.state != BedState.CLOSED.value)
-            .order_by(Bed.id)
-        ).all()
-    rows = list(rows)
+        rows = list(
+            conn.execute(
+                select(Bed.id).where(Bed.state == BedState.AVAILABLE.value).order_by(Bed.id)
+            ).scalars()
+        )
     rng.shuffle(rows)
-    plan: dict[BedState, list[Any]] = {}
+    plan: dict[BedState, list[str]] = {}
     start = 0
     for state, share in STATE_MIX.items():
         n = round(len(rows) * share)
@@ -286,7 +293,7 @@ def set_bed_states(rt: Runtime, *, seed: int = 7, with_events: bool = True) -> d
     with rt.engine.begin() as conn:
         for state, chosen in plan.items():
             counts[state.value] = len(chosen)
-            ids = [r.id for r in chosen]
+            ids = chosen
             for i in range(0, len(ids), 5000):
                 conn.execute(
                     update(beds_t)
@@ -298,26 +305,39 @@ def set_bed_states(rt: Runtime, *, seed: int = 7, with_events: bool = True) -> d
                         state_reason="bench" if state == BedState.BLOCKED else None,
                     )
                 )
-            if with_events and chosen:
-                conn.execute(
-                    insert(EventRecord.__table__),
-                    [
-                        {
-                            "at": now,
-                            "type": "bench.bulk_state",
-                            "actor": BENCH_ACTOR.label,
-                            "site_id": r.site_id,
-                            "ward_id": r.ward_id,
-                            "bed_id": r.id,
-                            "stay_id": None,
-                            "from_state": r.state,
-                            "to_state": state.value,
-                            "reason": None,
-                            "data": None,
-                        }
-                        for r in chosen
-                    ],
+        if with_events:
+            # One INSERT ... SELECT: every bed stamped with this ``now`` was available.
+            events_t = EventRecord.__table__
+            changed = (
+                select(
+                    literal(now, UTCDateTime()),
+                    literal("bench.bulk_state"),
+                    literal(BENCH_ACTOR.label),
+                    Ward.site_id,
+                    Bed.ward_id,
+                    Bed.id,
+                    literal(BedState.AVAILABLE.value),
+                    Bed.state,
                 )
+                .join(Ward, Bed.ward_id == Ward.id)
+                .where(Bed.state_since == now)
+                .order_by(Bed.id)
+            )
+            conn.execute(
+                insert(events_t).from_select(
+                    [
+                        events_t.c.at,
+                        events_t.c.type,
+                        events_t.c.actor,
+                        events_t.c.site_id,
+                        events_t.c.ward_id,
+                        events_t.c.bed_id,
+                        events_t.c.from_state,
+                        events_t.c.to_state,
+                    ],
+                    changed,
+                )
+            )
     counts[BedState.AVAILABLE.value] = len(rows) - start
     return counts
 
@@ -366,14 +386,27 @@ def summarise(samples_ms: Sequence[float]) -> Timing:
 
 def time_calls(fn: Callable[[], object], *, runs: int, warmup: int = 0) -> Timing:
     """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed one by one."""
+    return time_interleaved({"fn": fn}, runs=runs, warmup=warmup)["fn"]
+
+
+def time_interleaved(
+    cases: dict[str, Callable[[], object]], *, runs: int, warmup: int = 0
+) -> dict[str, Timing]:
+    """Time several callables round-robin (one call of each per round).
+
+    On a noisy machine a burst of background load then hits every case alike instead of
+    whichever case happened to be running, so ratios between cases stay meaningful.
+    """
     for _ in range(warmup):
-        fn()
-    samples = []
+        for fn in cases.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append((time.perf_counter_ns() - t0) / 1e6)
-    return summarise(samples)
+        for name, fn in cases.items():
+            t0 = time.perf_counter_ns()
+            fn()
+            samples[name].append((time.perf_counter_ns() - t0) / 1e6)
+    return {name: summarise(values) for name, values in samples.items()}
 
 
 # --- output --------------------------------------------------------------------------------
@@ -390,17 +423,30 @@ def fmt(value: object, digits: int = 2) -> str:
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub Markdown table: text left-aligned, numbers right-aligned."""
     cells = [[fmt(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    lines = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows) if rows else False
+        for i in range(len(headers))
     ]
-    for row in cells:
-        lines.append(
-            "| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |"
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            "-" * (w + 1) + ":" if num else "-" * (w + 2)
+            for w, num in zip(widths, numeric, strict=True)
         )
-    return "\n".join(lines)
+        + "|"
+    )
+    return "\n".join([line(list(headers)), rule, *(line(r) for r in cells)])
 
 
 def _cpu_model() -> str:

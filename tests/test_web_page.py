@@ -51,11 +51,44 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 WAIT_MS = 5_000
 
 
+class ServerThread:
+    """uvicorn in a background thread; can be stopped and started again on the same port."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning",
+            timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive(), "the server thread died while starting"
+            assert time.monotonic() < deadline, "the server did not start in 10 s"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=10)
+            assert not self.thread.is_alive(), "the server did not stop in 10 s"
+        self.server = self.thread = None
+
+
 @dataclass
 class Served:
     rt: Runtime
-    base: str
+    server: ServerThread
     token: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
 
     def api(self, path: str) -> Any:
         r = httpx.get(self.base + path, headers={"Authorization": f"Bearer {self.token}"},
@@ -80,22 +113,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
     rt = Runtime.build(Settings(data_dir=tmp_path))
     rt.system.load(load_system_file(EXAMPLE), SYSTEM)
     _, token = rt.auth.create_token(role="read-only", name="browser-test")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(rt), host="127.0.0.1", port=port, log_level="warning",
-        timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "the server thread died while starting"
-        assert time.monotonic() < deadline, "the server did not start in 10 s"
-        time.sleep(0.02)
+    server = ServerThread(create_app(rt), _free_port())
+    server.start()
     try:
-        yield Served(rt=rt, base=f"http://127.0.0.1:{port}", token=token)
+        yield Served(rt=rt, server=server, token=token)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.stop()
         rt.close()
 
 
@@ -134,6 +157,11 @@ def site_occupancy(page: Any, code: str) -> Any:
 def open_live(page: Any, served: Served) -> None:
     page.goto(f"{served.base}/#token={served.token}")
     expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
+    expect(page.locator("#system-available")).not_to_have_text("—")
+    # The page fetches once on load and once more when the stream opens (throttled, so up
+    # to a second later). Let that settle, so that later changes can reach the page only
+    # through the event stream.
+    page.wait_for_timeout(1_500)
 
 
 # ------------------------------------------------------------------------------ tests ----
@@ -176,21 +204,33 @@ def test_page_with_token_in_url_shows_live_figures_matching_the_api(
 def test_page_follows_changes_live_without_reloading(served: Served, page: Any) -> None:
     open_live(page, served)
     available = page.locator("#system-available")
-    expect(available).not_to_have_text("—")
     before = int(available.inner_text())
     xmt_before = site_occupancy(page, "XMT01").inner_text()
     navigations: list[str] = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     page.evaluate("window.__marker = 1")
-
     beds = served.rt.capacity.list_beds(BedFilter(site="XMT01", state=BedState.AVAILABLE,
                                                   limit=5))
     assert len(beds) == 5
-    served.admit(beds, "T")
 
-    # The burst of five changes is throttled, but the last one must always be shown.
+    # Hold the first refresh's answer back while four more patients arrive, then deliver
+    # it (now out of date): the changes that came in meanwhile must still reach the screen.
+    held: list[int] = []
+
+    def hold_first(route: Any) -> None:
+        response = route.fetch()           # the snapshot as it is now: one admission
+        if not held:
+            held.append(1)
+            served.admit(beds[1:], "U")    # four more, whose events arrive mid-fetch
+            time.sleep(0.5)
+        route.fulfill(response=response)
+
+    page.route("**/api/occupancy", hold_first)
+    served.admit(beds[:1], "T")
+
     expect(available).to_have_text(str(before - 5), timeout=WAIT_MS)
-    expect(site_occupancy(page, "XMT01")).not_to_have_text(xmt_before, timeout=WAIT_MS)
+    assert held == [1], "the page did not refetch /api/occupancy after the change"
+    expect(site_occupancy(page, "XMT01")).not_to_have_text(xmt_before)
     xmt = next(s for s in served.api("/api/occupancy")["sites"] if s["code"] == "XMT01")
     expect(site_occupancy(page, "XMT01")).to_have_text(pct(xmt["occupancy"]))
     expect(page.locator('[data-site="XMT01"] .site-available')).to_have_text(
@@ -225,6 +265,68 @@ def test_without_a_token_the_form_is_shown_and_a_wrong_token_is_refused(
     expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
     expect(page.locator("#dashboard")).to_be_visible()
     expect(form).to_be_hidden()
+
+
+def test_page_reconnects_and_catches_up_after_the_server_restarts(
+    served: Served, page: Any
+) -> None:
+    open_live(page, served)
+    available = page.locator("#system-available")
+    status = page.locator("#live-status")
+    before = int(available.inner_text())
+    page.evaluate("window.__marker = 1")
+    resumed_from: list[str | None] = []
+    page.on("request", lambda req: resumed_from.append(req.headers.get("last-event-id"))
+            if req.url.endswith("/api/stream") else None)
+    beds = iter(served.rt.capacity.list_beds(BedFilter(site="XEK01",
+                                                       state=BedState.AVAILABLE, limit=4)))
+
+    # 1. Down before the page has seen any event: it has no id to resume from, so it must
+    #    catch up by refetching when the stream comes back.
+    served.server.stop()
+    expect(status).to_have_text("Reconnecting…", timeout=WAIT_MS)
+    served.admit([next(beds), next(beds)], "Q")
+    served.server.start()
+    expect(status).to_have_text("Live", timeout=15_000)   # backoff 1, 2, 4 s...
+    expect(available).to_have_text(str(before - 2), timeout=WAIT_MS)
+    assert resumed_from and all(x is None for x in resumed_from), resumed_from
+
+    # 2. After a change seen live, a reconnection resumes from that event's id.
+    served.admit([next(beds)], "R")
+    expect(available).to_have_text(str(before - 3), timeout=WAIT_MS)
+    last_seq = served.api("/api/events?limit=5000")[-1]["seq"]
+    resumed_from.clear()
+    served.server.stop()
+    expect(status).to_have_text("Reconnecting…", timeout=WAIT_MS)
+    served.admit([next(beds)], "S")
+    served.server.start()
+    expect(status).to_have_text("Live", timeout=15_000)
+    expect(available).to_have_text(str(before - 4), timeout=WAIT_MS)
+    assert resumed_from and all(x == str(last_seq) for x in resumed_from), resumed_from
+
+    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+    expect(page.locator("#stale-banner")).to_be_hidden()
+
+
+def test_stale_banner_when_disconnected_too_long(served: Served, page: Any) -> None:
+    # The threshold is 30 s; the page lets a test shorten it.
+    page.add_init_script("window.WardWatchConfig = {staleAfterMs: 2000}")
+    open_live(page, served)
+    banner = page.locator("#stale-banner")
+    expect(banner).to_be_hidden()
+    updated = page.locator("#updated").inner_text()
+    assert re.fullmatch(r"Updated \d\d:\d\d:\d\d", updated), updated
+
+    served.server.stop()
+    expect(page.locator("#live-status")).to_have_text("Reconnecting…", timeout=WAIT_MS)
+    expect(page.locator("#live-status")).to_have_text("Disconnected", timeout=WAIT_MS)
+    expect(banner).to_be_visible()
+    expect(banner).to_have_text(
+        f"Data may be out of date: last update {updated.removeprefix('Updated ')}")
+
+    served.server.start()
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=15_000)
+    expect(banner).to_be_hidden()
 
 
 def test_sse_parser_handles_frames_split_anywhere(served: Served, page: Any) -> None:
@@ -264,11 +366,20 @@ def test_screenshot_of_a_busy_system(served: Served, page: Any) -> None:
     rt = served.rt
     rng = random.Random(20261124)
     beds = rt.capacity.list_beds(BedFilter(state=BedState.AVAILABLE, limit=5000))
-    rng.shuffle(beds)
-    n = round(len(beds) * 0.93)
-    served.admit(beds[:n], "P")
+    # About 93% overall (~2,600 patients), but each site a little different, as in life.
+    by_site: dict[str, list[Any]] = {}
+    for bed in beds:
+        by_site.setdefault(bed.site, []).append(bed)
+    admit: list[Any] = []
+    rest: list[Any] = []
+    for site_beds in by_site.values():
+        rng.shuffle(site_beds)
+        n = round(len(site_beds) * rng.uniform(0.895, 0.99))
+        admit += site_beds[:n]
+        rest += site_beds[n:]
+    served.admit(admit, "P")
     # A realistic sprinkle of beds waiting for a clean, being cleaned, reserved, blocked.
-    rest = beds[n:]
+    rng.shuffle(rest)
     for bed in rest[:45]:
         rt.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, SYSTEM)
     for bed in rest[:15]:

@@ -31,6 +31,7 @@ from wardwatch.capacity.states import BedState
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
 from wardwatch.core.errors import WardWatchError
+from wardwatch.core.ids import new_id
 
 log = logging.getLogger(__name__)
 DEMO = Actor(name="demo-generator", role="integration")
@@ -73,7 +74,6 @@ class DemoGenerator:
         self.clock = clock
         self.plans = {p.code: p for p in plans}
         self.rng = random.Random(seed)
-        self._patients = 0
         self._stop = threading.Event()
         self.counts = {"admitted": 0, "discharged": 0, "transferred": 0, "cleaned": 0}
 
@@ -147,14 +147,13 @@ class DemoGenerator:
                 self.admit(beds.pop(self.rng.randrange(len(beds))), plan)
 
     def admit(self, bed: BedRead, plan: WardPlan) -> bool:
-        self._patients += 1
         sex = plan.sex_policy if plan.sex_policy != "mixed" else self.rng.choice(["male", "female"])
         los = self.rng.expovariate(1 / plan.los_days)
         edd = (self.clock.now() + timedelta(days=max(1.0, los))).astimezone(LONDON).date()
         req = AdmitRequest(
             bed_id=bed.id,
             source=self.rng.choice(["ed", "ed", "gp", "elective"]),
-            patient=PatientIn(local_id=f"DEMO{self._patients:07d}", sex=sex),
+            patient=PatientIn(local_id=new_id("demo"), sex=sex),
             expected_discharge_date=edd,
         )
         return self._try(partial(self.capacity.admit, req, DEMO), "admitted")

@@ -14,7 +14,9 @@
 
 (() => {
   const TOKEN_KEY = 'wardwatch-token';
-  const STALE_AFTER_MS = 30_000;      // disconnected this long → "Disconnected" + stale banner
+  // Disconnected this long → "Disconnected" + stale banner. Tests may shorten it by setting
+  // window.WardWatchConfig = {staleAfterMs: …} before this script runs.
+  const STALE_AFTER_MS = Number((window.WardWatchConfig || {}).staleAfterMs) || 30_000;
   const REFRESH_MIN_GAP_MS = 1_000;   // at most one /api/occupancy fetch a second
   const REFRESH_RETRY_MS = 3_000;     // after a failed fetch (not auth)
   const BACKOFF_START_MS = 1_000;

@@ -1,0 +1,137 @@
+"""The live stream over a real socket: changes arrive after commit; reconnects miss nothing."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from tests.conftest import auth
+from wardwatch.app import create_app
+from wardwatch.capacity.schemas import AdmitRequest, PatientIn
+from wardwatch.capacity.service import BedFilter
+from wardwatch.capacity.states import BedState
+from wardwatch.core.actor import SYSTEM
+from wardwatch.core.errors import Conflict
+from wardwatch.runtime import Runtime
+
+
+@pytest.fixture
+def server(small: Runtime) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    small.settings.sse_heartbeat_seconds = 0.2  # so closed streams are noticed quickly
+    srv = uvicorn.Server(uvicorn.Config(create_app(small), host="127.0.0.1", port=port,
+                                        log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _reader(url: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]],
+            stop: threading.Event) -> None:
+    with httpx.Client(timeout=httpx.Timeout(10, read=None)) as c, \
+            c.stream("GET", f"{url}/api/stream", headers=headers) as r:
+        out.put({"status": r.status_code})
+        frame: dict[str, Any] = {}
+        for line in r.iter_lines():
+            if stop.is_set():
+                return
+            if line.startswith("id: "):
+                frame["id"] = int(line[4:])
+            elif line.startswith("event: "):
+                frame["event"] = line[7:]
+            elif line.startswith("data: "):
+                frame["data"] = json.loads(line[6:])
+            elif line == "" and frame:
+                out.put(frame)
+                frame = {}
+
+
+def _listen(url: str, headers: dict[str, str]) -> tuple[queue.Queue[dict[str, Any]],
+                                                       threading.Event]:
+    q: queue.Queue[dict[str, Any]] = queue.Queue()
+    stop = threading.Event()
+    threading.Thread(target=_reader, args=(url, headers, q, stop), daemon=True).start()
+    assert q.get(timeout=10) == {"status": 200}
+    return q, stop
+
+
+def _wait_subscribed(rt: Runtime, n: int) -> None:
+    deadline = time.monotonic() + 5
+    while rt.bus.subscriber_count < n:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_changes_reach_a_connected_client(small: Runtime, server: str) -> None:
+    headers = auth(small, "read-only")
+    q, stop = _listen(server, headers)
+    _wait_subscribed(small, 1)
+    bed = small.capacity.list_beds(BedFilter(code="ACU1-AMU-01"))[0]
+    stay = small.capacity.admit(AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id="L1")),
+                                SYSTEM)
+    frame = q.get(timeout=5)
+    while frame.get("event") != "change":
+        frame = q.get(timeout=5)
+    assert frame["data"]["type"] == "stay.admitted"
+    assert frame["data"]["bed_id"] == bed.id and frame["data"]["ward"] == "ACU1-AMU"
+    assert frame["data"]["data"]["to_state"] == "occupied"
+    assert frame["data"]["data"]["stay_id"] == stay.id
+    assert frame["id"] == frame["data"]["seq"]
+    stop.set()
+
+
+def test_a_refused_change_sends_nothing(small: Runtime, server: str) -> None:
+    headers = auth(small, "read-only")
+    q, stop = _listen(server, headers)
+    _wait_subscribed(small, 1)
+    bed = small.capacity.list_beds(BedFilter(code="ACU1-AMU-01"))[0]
+    with pytest.raises(Conflict):
+        small.capacity.change_bed_state(bed.id, BedState.CLEANING, None, SYSTEM)
+    small.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, SYSTEM)
+    frame = q.get(timeout=5)
+    while frame.get("event") != "change":
+        frame = q.get(timeout=5)
+    assert frame["data"]["data"]["to_state"] == "awaiting_clean"  # the refused one never came
+    stop.set()
+
+
+def test_reconnect_with_last_event_id_replays_what_was_missed(small: Runtime,
+                                                              server: str) -> None:
+    headers = auth(small, "read-only")
+    last_seq = max(e["seq"] for e in httpx.get(f"{server}/api/events",
+                                               params={"limit": 5000}, headers=headers).json())
+    beds = small.capacity.list_beds(BedFilter(ward="ACU1-AMU"))
+    for bed in beds[:3]:  # while nobody is connected
+        small.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, SYSTEM)
+    q, stop = _listen(server, {**headers, "Last-Event-ID": str(last_seq)})
+    got = []
+    while len(got) < 3:
+        frame = q.get(timeout=5)
+        if frame.get("event") == "change":
+            got.append(frame)
+    assert [f["data"]["bed_id"] for f in got] == [b.id for b in beds[:3]]
+    assert [f["id"] for f in got] == sorted(f["id"] for f in got)
+    assert got[0]["id"] == last_seq + 1
+    stop.set()
+
+
+def test_stream_needs_a_token(small: Runtime, server: str) -> None:
+    r = httpx.get(f"{server}/api/stream", timeout=5)
+    assert r.status_code == 401
