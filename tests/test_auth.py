@@ -45,8 +45,9 @@ def test_every_api_route_refuses_without_a_token(small: Runtime, client: TestCli
             r = client.request(method, path, json={})
             assert r.status_code == 401, (method, path, r.status_code)
             assert r.headers["www-authenticate"] == "Bearer"
-            bad = client.request(method, path, json={},
-                                 headers={"Authorization": "Bearer ww_not-a-token"})
+            bad = client.request(
+                method, path, json={}, headers={"Authorization": "Bearer ww_not-a-token"}
+            )
             assert bad.status_code == 401 and bad.json()["message"] == "unknown or revoked token"
 
 
@@ -79,8 +80,11 @@ def test_role_matrix_is_as_documented() -> None:
     assert P.PATIENTS_READ not in ROLE_PERMISSIONS[Role.PORTER]
     assert P.PATIENTS_WRITE not in ROLE_PERMISSIONS[Role.CLINICIAN]
     assert P.SYSTEM_WRITE in ROLE_PERMISSIONS[Role.ADMIN]
-    assert all(P.SYSTEM_WRITE not in perms for role, perms in ROLE_PERMISSIONS.items()
-               if role != Role.ADMIN)
+    assert all(
+        P.SYSTEM_WRITE not in perms
+        for role, perms in ROLE_PERMISSIONS.items()
+        if role != Role.ADMIN
+    )
     assert all(P.CAPACITY_READ in perms for perms in ROLE_PERMISSIONS.values())
 
 
@@ -109,8 +113,9 @@ def test_token_create_prints_the_token_alone_and_stores_only_its_hash(
         rt.close()
 
 
-def test_token_create_refuses_unknown_role(tmp_path: object,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_create_refuses_unknown_role(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WARDWATCH_DATA_DIR", str(tmp_path))
     result = CliRunner().invoke(cli, ["token", "create", "--role", "boss", "--name", "x"])
     assert result.exit_code == 2

@@ -33,10 +33,16 @@ def test_list_and_filter(small: Runtime, client: TestClient, admin: dict[str, st
     assert len(client.get("/api/beds", params={"site": "VW1"}, headers=admin).json()) == 5
     page = client.get("/api/beds", params={"limit": 5, "offset": 25}, headers=admin).json()
     assert len(page) == 3
-    assert client.get("/api/wards", params={"site": "VW1"}, headers=admin).json()[0][
-        "code"] == "VW1-FRA"
-    assert client.get("/api/wards", params={"kind": "escalation"},
-                      headers=admin).json()[0]["bed_count"] == 4
+    assert (
+        client.get("/api/wards", params={"site": "VW1"}, headers=admin).json()[0]["code"]
+        == "VW1-FRA"
+    )
+    assert (
+        client.get("/api/wards", params={"kind": "escalation"}, headers=admin).json()[0][
+            "bed_count"
+        ]
+        == 4
+    )
 
 
 def test_cleaning_cycle_and_time_in_state(
@@ -55,8 +61,11 @@ def test_cleaning_cycle_and_time_in_state(
     assert done["state"] == "available" and done["seconds_in_state"] == 0
     events = _events(client, admin, bed["id"])
     assert [(e["data"].get("from_state"), e["data"]["to_state"]) for e in events] == [
-        (None, "available"), ("available", "awaiting_clean"), ("awaiting_clean", "cleaning"),
-        ("cleaning", "available")]
+        (None, "available"),
+        ("available", "awaiting_clean"),
+        ("awaiting_clean", "cleaning"),
+        ("cleaning", "available"),
+    ]
     assert events[-1]["data"]["seconds_in_previous"] == 40 * 60
     assert all(e["ward"] == "ACU1-AMU" and e["site"] == "ACU1" for e in events)
 
@@ -68,9 +77,13 @@ def test_illegal_transition_is_409_and_changes_nothing(
     before = _events(client, admin, bed["id"])
     r = client.post(f"/api/beds/{bed['id']}/state", json={"state": "cleaning"}, headers=admin)
     assert r.status_code == 409
-    assert r.json() == {"error": "conflict", "message": (
-        "bed ACU1-AMU-02: cannot go from available to cleaning (allowed: awaiting_clean, "
-        "blocked, closed, reserved)")}
+    assert r.json() == {
+        "error": "conflict",
+        "message": (
+            "bed ACU1-AMU-02: cannot go from available to cleaning (allowed: awaiting_clean, "
+            "blocked, closed, reserved)"
+        ),
+    }
     r = client.post(f"/api/beds/{bed['id']}/state", json={"state": "occupied"}, headers=admin)
     assert r.status_code == 409 and "admitting" in r.json()["message"]
     r = client.post(f"/api/beds/{bed['id']}/state", json={"state": "blocked"}, headers=admin)
@@ -79,32 +92,36 @@ def test_illegal_transition_is_409_and_changes_nothing(
     assert _events(client, admin, bed["id"]) == before
 
 
-def test_block_with_reason_then_reopen(small: Runtime, client: TestClient,
-                                       admin: dict[str, str]) -> None:
+def test_block_with_reason_then_reopen(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
     bed = _bed(client, admin, "ACU1-AMU-03")
     url = f"/api/beds/{bed['id']}/state"
-    r = client.post(url, json={"state": "blocked", "reason": "infection: norovirus"},
-                    headers=admin)
+    r = client.post(url, json={"state": "blocked", "reason": "infection: norovirus"}, headers=admin)
     assert r.json()["state_reason"] == "infection: norovirus"
     r = client.post(url, json={"state": "awaiting_clean"}, headers=admin)
     assert r.json()["state"] == "awaiting_clean" and r.json()["state_reason"] is None
 
 
-def test_unknown_bed_and_bad_state(small: Runtime, client: TestClient,
-                                   admin: dict[str, str]) -> None:
-    r = client.post("/api/beds/bed_nope/state", json={"state": "closed", "reason": "x"},
-                    headers=admin)
+def test_unknown_bed_and_bad_state(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
+    r = client.post(
+        "/api/beds/bed_nope/state", json={"state": "closed", "reason": "x"}, headers=admin
+    )
     assert r.status_code == 404 and r.json()["message"] == "no bed with id 'bed_nope'"
     bed = _bed(client, admin, "ACU1-AMU-04")
     r = client.post(f"/api/beds/{bed['id']}/state", json={"state": "dirty"}, headers=admin)
     assert r.status_code == 422 and "state" in r.json()["message"]
     assert client.get("/api/wards/NOPE", headers=admin).status_code == 404
     assert client.get("/api/sites/NOPE", headers=admin).json()["message"] == (
-        "no site with code 'NOPE'")
+        "no site with code 'NOPE'"
+    )
 
 
-def test_housekeeping_may_only_clean(small: Runtime, client: TestClient,
-                                     admin: dict[str, str]) -> None:
+def test_housekeeping_may_only_clean(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
     cleaner = auth(small, "housekeeping")
     bed = _bed(client, admin, "ACU1-AMU-05")
     url = f"/api/beds/{bed['id']}/state"

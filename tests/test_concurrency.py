@@ -51,8 +51,11 @@ def _bed(rt: Runtime, code: str) -> str:
 def test_one_bed_many_patients(small: Runtime) -> None:
     bed = _bed(small, "ACU1-AMU-01")
     fns: list[Callable[[], object]] = [
-        (lambda i=i: small.capacity.admit(  # type: ignore[misc]
-            AdmitRequest(bed_id=bed, patient=PatientIn(local_id=f"RACE{i}")), SYSTEM))
+        (
+            lambda i=i: small.capacity.admit(  # type: ignore[misc]
+                AdmitRequest(bed_id=bed, patient=PatientIn(local_id=f"RACE{i}")), SYSTEM
+            )
+        )
         for i in range(WORKERS)
     ]
     wins, errors = _race(fns)
@@ -66,8 +69,11 @@ def test_one_bed_many_patients(small: Runtime) -> None:
 def test_one_patient_many_beds(small: Runtime) -> None:
     beds = [_bed(small, f"ACU1-AMU-0{i}") for i in range(1, 7)]
     fns: list[Callable[[], object]] = [
-        (lambda b=b: small.capacity.admit(  # type: ignore[misc]
-            AdmitRequest(bed_id=b, patient=PatientIn(nhs_number="9434765919")), SYSTEM))
+        (
+            lambda b=b: small.capacity.admit(  # type: ignore[misc]
+                AdmitRequest(bed_id=b, patient=PatientIn(nhs_number="9434765919")), SYSTEM
+            )
+        )
         for b in beds
     ]
     wins, errors = _race(fns)
@@ -78,15 +84,19 @@ def test_one_patient_many_beds(small: Runtime) -> None:
 
 
 def test_two_transfers_into_the_same_bed(small: Runtime) -> None:
-    a = small.capacity.admit(AdmitRequest(bed_id=_bed(small, "ACU1-AMU-01"),
-                                          patient=PatientIn(local_id="A")), SYSTEM)
-    b = small.capacity.admit(AdmitRequest(bed_id=_bed(small, "ACU1-AMU-02"),
-                                          patient=PatientIn(local_id="B")), SYSTEM)
+    a = small.capacity.admit(
+        AdmitRequest(bed_id=_bed(small, "ACU1-AMU-01"), patient=PatientIn(local_id="A")), SYSTEM
+    )
+    b = small.capacity.admit(
+        AdmitRequest(bed_id=_bed(small, "ACU1-AMU-02"), patient=PatientIn(local_id="B")), SYSTEM
+    )
     target = _bed(small, "ACU1-AMU-03")
-    wins, errors = _race([
-        lambda: small.capacity.transfer(a.id, TransferRequest(bed_id=target), SYSTEM),
-        lambda: small.capacity.transfer(b.id, TransferRequest(bed_id=target), SYSTEM),
-    ])
+    wins, errors = _race(
+        [
+            lambda: small.capacity.transfer(a.id, TransferRequest(bed_id=target), SYSTEM),
+            lambda: small.capacity.transfer(b.id, TransferRequest(bed_id=target), SYSTEM),
+        ]
+    )
     assert wins == 1 and len(errors) == 1
     in_target = [s for s in small.capacity.list_stays() if s.bed_code == "ACU1-AMU-03"]
     assert len(in_target) == 1

@@ -36,8 +36,9 @@ def _consistent(rt: Runtime) -> None:
 
 
 def test_demo_starts_at_realistic_occupancy(demo_dir: Path) -> None:
-    rt = Runtime.build(Settings(data_dir=demo_dir),
-                       clock=ManualClock(datetime(2026, 1, 12, 10, 0, tzinfo=UTC)))
+    rt = Runtime.build(
+        Settings(data_dir=demo_dir), clock=ManualClock(datetime(2026, 1, 12, 10, 0, tzinfo=UTC))
+    )
     try:
         snap = rt.occupancy.live()
         ga = snap["system"]["general_acute"]["occupancy"]
@@ -71,8 +72,9 @@ def test_generator_flow_for_a_simulated_day(demo_dir: Path, tmp_path: Path) -> N
         ga = rt.occupancy.live()["system"]["general_acute"]["occupancy"]
         assert 0.85 <= ga <= 0.99, ga
         with rt.db.read() as s:
-            open_stays = s.scalar(select(func.count()).select_from(Stay)
-                                  .where(Stay.discharged_at.is_(None)))
+            open_stays = s.scalar(
+                select(func.count()).select_from(Stay).where(Stay.discharged_at.is_(None))
+            )
         assert open_stays == rt.occupancy.live()["system"]["occupied"]
     finally:
         rt.close()

@@ -30,8 +30,15 @@ def server(small: Runtime) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     small.settings.sse_heartbeat_seconds = 0.2  # so closed streams are noticed quickly
-    srv = uvicorn.Server(uvicorn.Config(create_app(small), host="127.0.0.1", port=port,
-                                        log_level="warning", timeout_graceful_shutdown=2))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(small),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -43,10 +50,13 @@ def server(small: Runtime) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def _reader(url: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]],
-            stop: threading.Event) -> None:
-    with httpx.Client(timeout=httpx.Timeout(10, read=None)) as c, \
-            c.stream("GET", f"{url}/api/stream", headers=headers) as r:
+def _reader(
+    url: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]], stop: threading.Event
+) -> None:
+    with (
+        httpx.Client(timeout=httpx.Timeout(10, read=None)) as c,
+        c.stream("GET", f"{url}/api/stream", headers=headers) as r,
+    ):
         out.put({"status": r.status_code})
         frame: dict[str, Any] = {}
         for line in r.iter_lines():
@@ -63,8 +73,9 @@ def _reader(url: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]],
                 frame = {}
 
 
-def _listen(url: str, headers: dict[str, str]) -> tuple[queue.Queue[dict[str, Any]],
-                                                       threading.Event]:
+def _listen(
+    url: str, headers: dict[str, str]
+) -> tuple[queue.Queue[dict[str, Any]], threading.Event]:
     q: queue.Queue[dict[str, Any]] = queue.Queue()
     stop = threading.Event()
     threading.Thread(target=_reader, args=(url, headers, q, stop), daemon=True).start()
@@ -84,8 +95,9 @@ def test_changes_reach_a_connected_client(small: Runtime, server: str) -> None:
     q, stop = _listen(server, headers)
     _wait_subscribed(small, 1)
     bed = small.capacity.list_beds(BedFilter(code="ACU1-AMU-01"))[0]
-    stay = small.capacity.admit(AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id="L1")),
-                                SYSTEM)
+    stay = small.capacity.admit(
+        AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id="L1")), SYSTEM
+    )
     frame = q.get(timeout=5)
     while frame.get("event") != "change":
         frame = q.get(timeout=5)
@@ -112,11 +124,12 @@ def test_a_refused_change_sends_nothing(small: Runtime, server: str) -> None:
     stop.set()
 
 
-def test_reconnect_with_last_event_id_replays_what_was_missed(small: Runtime,
-                                                              server: str) -> None:
+def test_reconnect_with_last_event_id_replays_what_was_missed(small: Runtime, server: str) -> None:
     headers = auth(small, "read-only")
-    last_seq = max(e["seq"] for e in httpx.get(f"{server}/api/events",
-                                               params={"limit": 5000}, headers=headers).json())
+    last_seq = max(
+        e["seq"]
+        for e in httpx.get(f"{server}/api/events", params={"limit": 5000}, headers=headers).json()
+    )
     beds = small.capacity.list_beds(BedFilter(ward="ACU1-AMU"))
     for bed in beds[:3]:  # while nobody is connected
         small.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, SYSTEM)

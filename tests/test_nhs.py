@@ -32,14 +32,17 @@ def test_invalid_numbers(number: str, why: str) -> None:
 
 def test_remainder_ten_is_never_valid() -> None:
     # Find nine digits whose check digit would be 10; no tenth digit can make them valid.
-    nine = next(f"{n:09d}" for n in range(100000000, 100001000) if _with_check_digit(f"{n:09d}")
-                is None)
+    nine = next(
+        f"{n:09d}" for n in range(100000000, 100001000) if _with_check_digit(f"{n:09d}") is None
+    )
     for last in "0123456789":
         assert "no check digit" in (nhs_number_problem(nine + last) or "")
 
 
 def test_check_digit_eleven_becomes_zero() -> None:
-    nine = next(f"{n:09d}" for n in range(100000000, 100001000)
-                if sum(int(d) * w for d, w in zip(f"{n:09d}", range(10, 1, -1), strict=True))
-                % 11 == 0)
+    nine = next(
+        f"{n:09d}"
+        for n in range(100000000, 100001000)
+        if sum(int(d) * w for d, w in zip(f"{n:09d}", range(10, 1, -1), strict=True)) % 11 == 0
+    )
     assert nhs_number_problem(nine + "0") is None

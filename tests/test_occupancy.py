@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,25 +23,39 @@ from wardwatch.runtime import Runtime
 
 def _admit(rt: Runtime, code: str, n: int) -> str:
     bed = rt.capacity.list_beds(BedFilter(code=code))[0]
-    stay = rt.capacity.admit(AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id=f"P{n}")),
-                             SYSTEM)
+    stay = rt.capacity.admit(
+        AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id=f"P{n}")), SYSTEM
+    )
     return stay.id
 
 
 def _fill(rt: Runtime) -> None:
     """AMU 5/6 occupied, 1 blocked; M1 4/4; PAED 1/3; VW 2/5; ICU 1/2."""
-    n = 0
-    for code in ["ACU1-AMU-01", "ACU1-AMU-02", "ACU1-AMU-03", "ACU1-AMU-04", "ACU1-AMU-05",
-                 "ACU1-M1-01", "ACU1-M1-02", "ACU1-M1-03", "ACU1-M1-04", "ACU1-PAED-01",
-                 "VW1-FRA-01", "VW1-FRA-02", "ACU1-ICU-01"]:
-        n += 1
+    for n, code in enumerate(
+        [
+            "ACU1-AMU-01",
+            "ACU1-AMU-02",
+            "ACU1-AMU-03",
+            "ACU1-AMU-04",
+            "ACU1-AMU-05",
+            "ACU1-M1-01",
+            "ACU1-M1-02",
+            "ACU1-M1-03",
+            "ACU1-M1-04",
+            "ACU1-PAED-01",
+            "VW1-FRA-01",
+            "VW1-FRA-02",
+            "ACU1-ICU-01",
+        ]
+    ):
         _admit(rt, code, n)
     amu6 = rt.capacity.list_beds(BedFilter(code="ACU1-AMU-06"))[0]
     rt.capacity.change_bed_state(amu6.id, BedState.BLOCKED, "maintenance", SYSTEM)
 
 
-def test_live_snapshot_matches_hand_counts(small: Runtime, client: TestClient,
-                                           admin: dict[str, str]) -> None:
+def test_live_snapshot_matches_hand_counts(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
     _fill(small)
     snap = client.get("/api/occupancy", params={"wards": True}, headers=admin).json()
     system = snap["system"]
@@ -61,30 +75,34 @@ def test_live_snapshot_matches_hand_counts(small: Runtime, client: TestClient,
     assert m1["available"] == 0 and m1["occupied"] == 4
 
 
-def test_past_snapshot_is_rebuilt_from_the_event_log(small: Runtime, clock: ManualClock,
-                                                     client: TestClient,
-                                                     admin: dict[str, str]) -> None:
+def test_past_snapshot_is_rebuilt_from_the_event_log(
+    small: Runtime, clock: ManualClock, client: TestClient, admin: dict[str, str]
+) -> None:
     _fill(small)
     clock.advance(timedelta(hours=2))
     then = clock.now()
     live_then = small.occupancy.live(include_wards=True)
     clock.advance(timedelta(minutes=1))
     for stay in small.capacity.list_stays()[:5]:
-        small.capacity.discharge(stay.id, DischargeRequest(destination="home", pathway=0),
-                                 SYSTEM)
+        small.capacity.discharge(stay.id, DischargeRequest(destination="home", pathway=0), SYSTEM)
     clock.advance(timedelta(hours=1))
-    rebuilt = client.get("/api/occupancy", headers=admin,
-                         params={"at": then.isoformat(), "wards": True}).json()
+    rebuilt = client.get(
+        "/api/occupancy", headers=admin, params={"at": then.isoformat(), "wards": True}
+    ).json()
     assert rebuilt["system"] == live_then["system"]
     assert rebuilt["sites"] == live_then["sites"]
     assert client.get("/api/occupancy", headers=admin).json()["system"]["occupied"] == 8
-    future = client.get("/api/occupancy", headers=admin,
-                        params={"at": (clock.now() + timedelta(hours=1)).isoformat()})
+    future = client.get(
+        "/api/occupancy",
+        headers=admin,
+        params={"at": (clock.now() + timedelta(hours=1)).isoformat()},
+    )
     assert future.status_code == 422 and "in the future" in future.json()["message"]
 
 
-def test_history_time_series(small: Runtime, clock: ManualClock, client: TestClient,
-                             admin: dict[str, str]) -> None:
+def test_history_time_series(
+    small: Runtime, clock: ManualClock, client: TestClient, admin: dict[str, str]
+) -> None:
     start = clock.now()
     ids = []
     for i, code in enumerate(["ACU1-AMU-01", "ACU1-AMU-02", "ACU1-AMU-03"]):
@@ -93,19 +111,30 @@ def test_history_time_series(small: Runtime, clock: ManualClock, client: TestCli
     clock.advance(timedelta(hours=1))
     small.capacity.discharge(ids[0], DischargeRequest(destination="home", pathway=0), SYSTEM)
     clock.advance(timedelta(minutes=30))
-    r = client.get("/api/occupancy/history", headers=admin, params={
-        "from": start.isoformat(), "to": (start + timedelta(hours=4)).isoformat(),
-        "step_minutes": 60, "ward": "ACU1-AMU"})
+    r = client.get(
+        "/api/occupancy/history",
+        headers=admin,
+        params={
+            "from": start.isoformat(),
+            "to": (start + timedelta(hours=4)).isoformat(),
+            "step_minutes": 60,
+            "ward": "ACU1-AMU",
+        },
+    )
     assert r.status_code == 200, r.text
     assert [p["occupied"] for p in r.json()] == [0, 1, 2, 3, 2]
     assert [p["open"] for p in r.json()] == [6] * 5
-    bad = client.get("/api/occupancy/history", headers=admin, params={
-        "from": start.isoformat(), "to": start.isoformat()})
+    bad = client.get(
+        "/api/occupancy/history",
+        headers=admin,
+        params={"from": start.isoformat(), "to": start.isoformat()},
+    )
     assert bad.status_code == 422
 
 
-def test_long_stays(small: Runtime, clock: ManualClock, client: TestClient,
-                    admin: dict[str, str]) -> None:
+def test_long_stays(
+    small: Runtime, clock: ManualClock, client: TestClient, admin: dict[str, str]
+) -> None:
     _admit(small, "ACU1-AMU-01", 1)
     clock.advance(timedelta(days=8))
     _admit(small, "ACU1-AMU-02", 2)
@@ -118,8 +147,9 @@ def test_long_stays(small: Runtime, clock: ManualClock, client: TestClient,
     assert got["VW1"] == {"7+": 1, "14+": 0, "21+": 0}
 
 
-def test_sitrep_is_the_0800_snapshot(small: Runtime, clock: ManualClock, client: TestClient,
-                                     admin: dict[str, str]) -> None:
+def test_sitrep_is_the_0800_snapshot(
+    small: Runtime, clock: ManualClock, client: TestClient, admin: dict[str, str]
+) -> None:
     # START is 09:30 UTC on Mon 5 Jan 2026 (GMT): admit now, so at 08:00 on the 6th.
     _fill(small)
     clock.set(datetime(2026, 1, 6, 7, 59, tzinfo=UTC))
@@ -139,12 +169,13 @@ def test_sitrep_is_the_0800_snapshot(small: Runtime, clock: ManualClock, client:
     assert (acu["critical_care_open"], acu["critical_care_occupied"]) == (2, 1)
     assert acu["ga_occupancy"] == round(11 / 18, 4)
     assert rows["SYSTEM"]["other_occupied"] == 2 and rows["SYSTEM"]["beds_closed"] == 2
-    csv_text = client.get("/api/sitrep", params={"date": "2026-01-06", "format": "csv"},
-                          headers=admin).text
+    csv_text = client.get(
+        "/api/sitrep", params={"date": "2026-01-06", "format": "csv"}, headers=admin
+    ).text
     parsed = list(csv.DictReader(io.StringIO(csv_text)))
     assert [r["site"] for r in parsed] == ["ACU1", "VW1", "SYSTEM"]
     assert parsed[0]["ga_adult_core_occupied"] == "10"
-    summer = small.occupancy.sitrep_time(datetime(2026, 7, 1).date())
+    summer = small.occupancy.sitrep_time(date(2026, 7, 1))
     assert summer.isoformat() == "2026-07-01T08:00:00+01:00"  # BST
 
 
@@ -153,8 +184,12 @@ def test_sitrep_cli_writes_csv_and_json(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("WARDWATCH_DATABASE_URL", raising=False)
     runner = CliRunner()
     assert runner.invoke(cli, ["system", "load", str(SMALL_SYSTEM)]).exit_code == 0
-    assert runner.invoke(cli, ["patient", "admit", "ACU1-AMU-01", "--nhs-number",
-                               "9434765919"]).exit_code == 0
+    assert (
+        runner.invoke(
+            cli, ["patient", "admit", "ACU1-AMU-01", "--nhs-number", "9434765919"]
+        ).exit_code
+        == 0
+    )
     bad = runner.invoke(cli, ["patient", "admit", "ACU1-AMU-02", "--nhs-number", "1234567890"])
     assert bad.exit_code == 2 and "not a valid NHS number" in bad.stderr
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()

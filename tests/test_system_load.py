@@ -49,8 +49,9 @@ def test_load_creates_beds_with_their_states_and_events(rt: Runtime) -> None:
     assert [b.state.value for b in beds] == ["available", "available", "closed", "closed"]
     assert beds[2].state_reason == "unstaffed"
     with rt.db.read() as s:
-        created = s.execute(select(func.count()).select_from(EventRecord)
-                            .where(EventRecord.type == "bed.created")).scalar_one()
+        created = s.execute(
+            select(func.count()).select_from(EventRecord).where(EventRecord.type == "bed.created")
+        ).scalar_one()
     assert created == 28
     vw = rt.capacity.list_beds(BedFilter(site="VW1"))
     assert all(b.virtual for b in vw)
@@ -72,18 +73,36 @@ def test_reload_is_idempotent_and_can_grow(rt: Runtime, tmp_path: Path) -> None:
 
 
 BAD_FILES = {
-    "duplicate site": ("sites[1].code", lambda r: r["sites"][1].update(code="ACU1"),
-                       "site code 'ACU1' is used twice"),
-    "duplicate ward": ("", lambda r: r["sites"][1]["wards"][0].update(code="ACU1-AMU"),
-                       "ward code 'ACU1-AMU' is used twice"),
-    "negative beds": ("", lambda r: r["sites"][0]["wards"][0].update(beds=-3),
-                      "sites[0].wards[0].beds: Input should be greater than or equal to 0"),
-    "staffed above beds": ("", lambda r: r["sites"][0]["wards"][1].update(staffed_beds=9),
-                           "staffed_beds (9) exceeds beds (4)"),
-    "unknown kind": ("", lambda r: r["sites"][0].update(kind="hospice"),
-                     "sites[0].kind: Input should be"),
-    "unknown field": ("", lambda r: r["sites"][0].update(colour="blue"),
-                      "sites[0].colour: Extra inputs are not permitted"),
+    "duplicate site": (
+        "sites[1].code",
+        lambda r: r["sites"][1].update(code="ACU1"),
+        "site code 'ACU1' is used twice",
+    ),
+    "duplicate ward": (
+        "",
+        lambda r: r["sites"][1]["wards"][0].update(code="ACU1-AMU"),
+        "ward code 'ACU1-AMU' is used twice",
+    ),
+    "negative beds": (
+        "",
+        lambda r: r["sites"][0]["wards"][0].update(beds=-3),
+        "sites[0].wards[0].beds: Input should be greater than or equal to 0",
+    ),
+    "staffed above beds": (
+        "",
+        lambda r: r["sites"][0]["wards"][1].update(staffed_beds=9),
+        "staffed_beds (9) exceeds beds (4)",
+    ),
+    "unknown kind": (
+        "",
+        lambda r: r["sites"][0].update(kind="hospice"),
+        "sites[0].kind: Input should be",
+    ),
+    "unknown field": (
+        "",
+        lambda r: r["sites"][0].update(colour="blue"),
+        "sites[0].colour: Extra inputs are not permitted",
+    ),
 }
 
 
@@ -128,9 +147,23 @@ def test_half_bad_file_writes_nothing(rt: Runtime) -> None:
     """A file whose error is only found while writing (shrinking a ward) rolls back whole."""
     rt.system.load(load_system_file(SMALL_SYSTEM), SYSTEM)
     raw = yaml.safe_load(SMALL_SYSTEM.read_text())
-    raw["sites"].insert(0, {"code": "NEW1", "name": "New", "kind": "care_home",
-                            "wards": [{"code": "NEW1-A", "name": "A", "specialty": "nursing care",
-                                       "general_acute": False, "beds": 10}]})
+    raw["sites"].insert(
+        0,
+        {
+            "code": "NEW1",
+            "name": "New",
+            "kind": "care_home",
+            "wards": [
+                {
+                    "code": "NEW1-A",
+                    "name": "A",
+                    "specialty": "nursing care",
+                    "general_acute": False,
+                    "beds": 10,
+                }
+            ],
+        },
+    )
     raw["sites"][1]["wards"][0]["beds"] = 2  # AMU has 6 beds: shrinking is refused
     with pytest.raises(ValidationFailed, match="never deleted"):
         rt.system.load(validate_system(raw), SYSTEM)
@@ -144,15 +177,41 @@ def test_api_load_and_edit(rt: Runtime, client: TestClient) -> None:
     r = client.put("/api/system", json=body, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["beds_created"] == 28
-    r = client.post("/api/sites", headers=headers, json={
-        "code": "CH1", "name": "Oak House", "kind": "care_home", "lat": 51.1, "lon": 1.1,
-        "wards": [{"code": "CH1-A", "name": "Oak", "specialty": "nursing care",
-                   "general_acute": False, "beds": 12}]})
+    r = client.post(
+        "/api/sites",
+        headers=headers,
+        json={
+            "code": "CH1",
+            "name": "Oak House",
+            "kind": "care_home",
+            "lat": 51.1,
+            "lon": 1.1,
+            "wards": [
+                {
+                    "code": "CH1-A",
+                    "name": "Oak",
+                    "specialty": "nursing care",
+                    "general_acute": False,
+                    "beds": 12,
+                }
+            ],
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["bed_count"] == 12
-    r = client.post("/api/wards", headers=headers, json={
-        "site": "ACU1", "code": "ACU1-NEW", "name": "Surge", "specialty": "general medicine",
-        "kind": "escalation", "beds": 5, "staffed_beds": 0})
+    r = client.post(
+        "/api/wards",
+        headers=headers,
+        json={
+            "site": "ACU1",
+            "code": "ACU1-NEW",
+            "name": "Surge",
+            "specialty": "general medicine",
+            "kind": "escalation",
+            "beds": 5,
+            "staffed_beds": 0,
+        },
+    )
     assert r.status_code == 201 and r.json()["bed_count"] == 5
     r = client.patch("/api/wards/ACU1-NEW", headers=headers, json={"name": "Surge ward"})
     assert r.json()["name"] == "Surge ward"
@@ -170,8 +229,11 @@ def test_api_rejects_bad_systems_with_clear_messages(rt: Runtime, client: TestCl
     r = client.put("/api/system", json=body, headers=headers)
     assert r.status_code == 422
     assert "sites.0.wards.0.beds" in r.json()["message"]
-    r = client.post("/api/wards", headers=headers, json={
-        "site": "NOPE", "code": "X-1", "name": "x", "specialty": "x", "beds": 1})
+    r = client.post(
+        "/api/wards",
+        headers=headers,
+        json={"site": "NOPE", "code": "X-1", "name": "x", "specialty": "x", "beds": 1},
+    )
     assert r.status_code in (404, 409)
     assert "NOPE" in r.json()["message"] or "no system" in r.json()["message"]
     assert _bed_count(rt) == 0

@@ -37,8 +37,10 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
-    pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
-                allow_module_level=True)
+    pytest.skip(
+        f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
+        allow_module_level=True,
+    )
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -46,8 +48,14 @@ expect = playwright_sync.expect
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "kent-medway.yaml"
 SCREENSHOT = ROOT / "docs" / "img" / "first-page.png"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 WAIT_MS = 5_000
 
 
@@ -61,9 +69,15 @@ class ServerThread:
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning",
-            timeout_graceful_shutdown=1))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -91,15 +105,17 @@ class Served:
         return f"http://127.0.0.1:{self.server.port}"
 
     def api(self, path: str) -> Any:
-        r = httpx.get(self.base + path, headers={"Authorization": f"Bearer {self.token}"},
-                      timeout=10)
+        r = httpx.get(
+            self.base + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
         r.raise_for_status()
         return r.json()
 
     def admit(self, beds: list[Any], prefix: str) -> None:
         for i, bed in enumerate(beds):
             self.rt.capacity.admit(
-                AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id=f"{prefix}{i}")), SYSTEM)
+                AdmitRequest(bed_id=bed.id, patient=PatientIn(local_id=f"{prefix}{i}")), SYSTEM
+            )
 
 
 def _free_port() -> int:
@@ -171,8 +187,10 @@ def test_page_with_token_in_url_shows_live_figures_matching_the_api(
     served: Served, page: Any
 ) -> None:
     # Some occupied beds first, so the figures are not all trivially equal.
-    served.admit(served.rt.capacity.list_beds(BedFilter(site="XMW01",
-                                                        state=BedState.AVAILABLE, limit=7)), "A")
+    served.admit(
+        served.rt.capacity.list_beds(BedFilter(site="XMW01", state=BedState.AVAILABLE, limit=7)),
+        "A",
+    )
     open_live(page, served)
 
     system = served.api("/api/system")
@@ -185,15 +203,17 @@ def test_page_with_token_in_url_shows_live_figures_matching_the_api(
     occ = served.api("/api/occupancy")
     expect(page.locator("#system-available")).to_have_text(str(occ["system"]["available"]))
     expect(page.locator("#system-ga-occupancy")).to_have_text(
-        pct(occ["system"]["general_acute"]["occupancy"]))
+        pct(occ["system"]["general_acute"]["occupancy"])
+    )
     for site in occ["sites"]:
         expect(site_occupancy(page, site["code"])).to_have_text(pct(site["occupancy"]))
     assert page.locator("[data-site]").count() == len(occ["sites"])
 
     # Acute first, then community, care homes, virtual wards; by name within a kind.
     order = ["acute", "community", "care_home", "virtual_ward"]
-    expected = [s["code"] for s in sorted(occ["sites"],
-                                          key=lambda s: (order.index(s["kind"]), s["name"]))]
+    expected = [
+        s["code"] for s in sorted(occ["sites"], key=lambda s: (order.index(s["kind"]), s["name"]))
+    ]
     shown = page.eval_on_selector_all("[data-site]", "rows => rows.map(r => r.dataset.site)")
     assert shown == expected
     expect(page.locator("#kind-grid")).to_contain_text("Acute hospitals")
@@ -209,8 +229,7 @@ def test_page_follows_changes_live_without_reloading(served: Served, page: Any) 
     navigations: list[str] = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     page.evaluate("window.__marker = 1")
-    beds = served.rt.capacity.list_beds(BedFilter(site="XMT01", state=BedState.AVAILABLE,
-                                                  limit=5))
+    beds = served.rt.capacity.list_beds(BedFilter(site="XMT01", state=BedState.AVAILABLE, limit=5))
     assert len(beds) == 5
 
     # Hold the first refresh's answer back while four more patients arrive, then deliver
@@ -218,10 +237,10 @@ def test_page_follows_changes_live_without_reloading(served: Served, page: Any) 
     held: list[int] = []
 
     def hold_first(route: Any) -> None:
-        response = route.fetch()           # the snapshot as it is now: one admission
+        response = route.fetch()  # the snapshot as it is now: one admission
         if not held:
             held.append(1)
-            served.admit(beds[1:], "U")    # four more, whose events arrive mid-fetch
+            served.admit(beds[1:], "U")  # four more, whose events arrive mid-fetch
             time.sleep(0.5)
         route.fulfill(response=response)
 
@@ -233,8 +252,7 @@ def test_page_follows_changes_live_without_reloading(served: Served, page: Any) 
     expect(site_occupancy(page, "XMT01")).not_to_have_text(xmt_before)
     xmt = next(s for s in served.api("/api/occupancy")["sites"] if s["code"] == "XMT01")
     expect(site_occupancy(page, "XMT01")).to_have_text(pct(xmt["occupancy"]))
-    expect(page.locator('[data-site="XMT01"] .site-available')).to_have_text(
-        str(xmt["available"]))
+    expect(page.locator('[data-site="XMT01"] .site-available')).to_have_text(str(xmt["available"]))
 
     assert page.evaluate("window.__marker") == 1, "the page was reloaded"
     assert navigations == []
@@ -276,10 +294,17 @@ def test_page_reconnects_and_catches_up_after_the_server_restarts(
     before = int(available.inner_text())
     page.evaluate("window.__marker = 1")
     resumed_from: list[str | None] = []
-    page.on("request", lambda req: resumed_from.append(req.headers.get("last-event-id"))
-            if req.url.endswith("/api/stream") else None)
-    beds = iter(served.rt.capacity.list_beds(BedFilter(site="XEK01",
-                                                       state=BedState.AVAILABLE, limit=4)))
+    page.on(
+        "request",
+        lambda req: (
+            resumed_from.append(req.headers.get("last-event-id"))
+            if req.url.endswith("/api/stream")
+            else None
+        ),
+    )
+    beds = iter(
+        served.rt.capacity.list_beds(BedFilter(site="XEK01", state=BedState.AVAILABLE, limit=4))
+    )
 
     # 1. Down before the page has seen any event: it has no id to resume from, so it must
     #    catch up by refetching when the stream comes back.
@@ -287,7 +312,7 @@ def test_page_reconnects_and_catches_up_after_the_server_restarts(
     expect(status).to_have_text("Reconnecting…", timeout=WAIT_MS)
     served.admit([next(beds), next(beds)], "Q")
     served.server.start()
-    expect(status).to_have_text("Live", timeout=15_000)   # backoff 1, 2, 4 s...
+    expect(status).to_have_text("Live", timeout=15_000)  # backoff 1, 2, 4 s...
     expect(available).to_have_text(str(before - 2), timeout=WAIT_MS)
     assert resumed_from and all(x is None for x in resumed_from), resumed_from
 
@@ -322,7 +347,8 @@ def test_stale_banner_when_disconnected_too_long(served: Served, page: Any) -> N
     expect(page.locator("#live-status")).to_have_text("Disconnected", timeout=WAIT_MS)
     expect(banner).to_be_visible()
     expect(banner).to_have_text(
-        f"Data may be out of date: last update {updated.removeprefix('Updated ')}")
+        f"Data may be out of date: last update {updated.removeprefix('Updated ')}"
+    )
 
     served.server.start()
     expect(page.locator("#live-status")).to_have_text("Live", timeout=15_000)
@@ -331,13 +357,15 @@ def test_stale_banner_when_disconnected_too_long(served: Served, page: Any) -> N
 
 def test_sse_parser_handles_frames_split_anywhere(served: Served, page: Any) -> None:
     page.goto(served.base + "/")
-    stream = ("retry: 2000\r\n\r\n: keep-alive\n\nid: 41\nevent: change\n"
-              'data: {"seq": 41, "type": "bed.admitted"}\n\n'
-              "id: 42\r\nevent: change\r\ndata: {\"seq\": 42}\r\n\r\n"
-              'event: resync\rdata: {"reason": "x"}\r\r'
-              # A lone CR at the end of the text might be half a CRLF: only what follows
-              # settles it, so the stream goes on (as a live one would).
-              ": keep-alive\n\n")
+    stream = (
+        "retry: 2000\r\n\r\n: keep-alive\n\nid: 41\nevent: change\n"
+        'data: {"seq": 41, "type": "bed.admitted"}\n\n'
+        'id: 42\r\nevent: change\r\ndata: {"seq": 42}\r\n\r\n'
+        'event: resync\rdata: {"reason": "x"}\r\r'
+        # A lone CR at the end of the text might be half a CRLF: only what follows
+        # settles it, so the stream goes on (as a live one would).
+        ": keep-alive\n\n"
+    )
     frames = page.evaluate(
         """(text) => {
             const out = [];
@@ -360,8 +388,10 @@ def test_sse_parser_handles_frames_split_anywhere(served: Served, page: Any) -> 
         assert got == expected
 
 
-@pytest.mark.skipif(os.environ.get("WARDWATCH_SCREENSHOTS") != "1",
-                    reason="set WARDWATCH_SCREENSHOTS=1 to rewrite docs/img/first-page.png")
+@pytest.mark.skipif(
+    os.environ.get("WARDWATCH_SCREENSHOTS") != "1",
+    reason="set WARDWATCH_SCREENSHOTS=1 to rewrite docs/img/first-page.png",
+)
 def test_screenshot_of_a_busy_system(served: Served, page: Any) -> None:
     rt = served.rt
     rng = random.Random(20261124)

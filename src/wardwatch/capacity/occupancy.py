@@ -127,9 +127,7 @@ def ward_meta(s: Session) -> dict[str, WardMeta]:
 
 def live_counts(s: Session) -> list[tuple[str, str, int]]:
     """(ward id, state, beds) for every ward and state present, now."""
-    rows = s.execute(
-        select(Bed.ward_id, Bed.state, func.count()).group_by(Bed.ward_id, Bed.state)
-    )
+    rows = s.execute(select(Bed.ward_id, Bed.state, func.count()).group_by(Bed.ward_id, Bed.state))
     return [(w, st, int(n)) for w, st, n in rows]
 
 

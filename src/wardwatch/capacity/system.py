@@ -240,17 +240,13 @@ class SystemService:
 
     def list_sites(self) -> list[SiteRead]:
         with self.db.read() as s:
-            wards = dict(
-                s.execute(select(Ward.site_id, func.count()).group_by(Ward.site_id)).all()
-            )
+            wards = dict(s.execute(select(Ward.site_id, func.count()).group_by(Ward.site_id)).all())
             beds = dict(
                 s.execute(
                     select(Ward.site_id, func.count())
                     .join(Bed, Bed.ward_id == Ward.id)
                     .group_by(Ward.site_id)
-                )
-                
-                .all()
+                ).all()
             )
             return [
                 SiteRead(

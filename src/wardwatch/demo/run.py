@@ -30,17 +30,13 @@ def example_file() -> Path:
 
 def ward_plans(rt: Runtime) -> list[WardPlan]:
     with rt.db.read() as s:
-        rows = (
-            s.execute(
-                select(Ward.code, Site.kind, func.count(Bed.id), Ward.sex_policy, Ward.specialty)
-                .join(Site, Ward.site_id == Site.id)
-                .join(Bed, Bed.ward_id == Ward.id)
-                .where(Bed.state != BedState.CLOSED.value)
-                .group_by(Ward.code, Site.kind, Ward.sex_policy, Ward.specialty)
-            )
-            
-            .all()
-        )
+        rows = s.execute(
+            select(Ward.code, Site.kind, func.count(Bed.id), Ward.sex_policy, Ward.specialty)
+            .join(Site, Ward.site_id == Site.id)
+            .join(Bed, Bed.ward_id == Ward.id)
+            .where(Bed.state != BedState.CLOSED.value)
+            .group_by(Ward.code, Site.kind, Ward.sex_policy, Ward.specialty)
+        ).all()
     return plans_from_wards([(c, k, int(n), sp, spec) for c, k, n, sp, spec in rows])
 
 
