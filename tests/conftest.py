@@ -34,6 +34,14 @@ SMALL_SYSTEM = PAYLOADS / "small-system.yaml"
 EXAMPLE_SYSTEM = ROOT / "examples" / "kent-medway.yaml"
 START = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 PG_ENV = "WARDWATCH_TEST_POSTGRES_URL"
+REQUIRE_ALL = os.environ.get("WARDWATCH_TEST_REQUIRE_ALL") == "1"
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip for a missing service, but fail in CI (WARDWATCH_TEST_REQUIRE_ALL=1)."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{message} (WARDWATCH_TEST_REQUIRE_ALL=1: skipping is a failure here)")
+    pytest.skip(message)
 
 
 def postgres_url() -> str | None:
@@ -54,7 +62,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_engine() -> Iterator[Engine]:
     url = postgres_url()
     if url is None:
-        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}=postgresql://user@host/db to run them")
+        skip_or_fail(f"PostgreSQL tests skipped: set {PG_ENV}=postgresql://user@host/db to run them")
     schema = f"ww_test_{secrets.token_hex(4)}"
     admin = make_engine(url)
     try:
