@@ -39,7 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(bed_app, name="bed")
 app.add_typer(patient_app, name="patient")
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 CLI_ACTOR = Actor(name="cli", role="admin")
 

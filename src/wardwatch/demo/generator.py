@@ -61,9 +61,13 @@ class WardPlan:
         return self.beds * self.occupancy / self.los_days
 
 
+_DISCHARGE_PROFILE = [0.2] * 7 + [0.3] * 3 + [2.0] * 9 + [0.2] * 5  # by local hour 0-23
+_DISCHARGE_SCALE = 24 / sum(_DISCHARGE_PROFILE)
+
+
 def discharge_weight(local_hour: int) -> float:
-    """Relative discharge rate by hour (mean 1 over the day): most leave 10:00-19:00."""
-    return 2.0 if 10 <= local_hour < 19 else 0.2 + (0.1 if 7 <= local_hour < 10 else 0.0)
+    """Relative discharge rate by hour, averaging 1 over a day: most leave 10:00-19:00."""
+    return _DISCHARGE_PROFILE[local_hour] * _DISCHARGE_SCALE
 
 
 class DemoGenerator:
