@@ -62,7 +62,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_engine() -> Iterator[Engine]:
     url = postgres_url()
     if url is None:
-        skip_or_fail(f"PostgreSQL tests skipped: set {PG_ENV}=postgresql://user@host/db to run them")
+        skip_or_fail(
+            f"PostgreSQL tests skipped: set {PG_ENV}=postgresql://user@host/db to run them"
+        )
     schema = f"ww_test_{secrets.token_hex(4)}"
     admin = make_engine(url)
     try:

@@ -148,3 +148,30 @@ def test_reconnect_with_last_event_id_replays_what_was_missed(small: Runtime, se
 def test_stream_needs_a_token(small: Runtime, server: str) -> None:
     r = httpx.get(f"{server}/api/stream", timeout=5)
     assert r.status_code == 401
+
+
+def test_concurrent_http_allocations_of_one_bed(small: Runtime, server: str) -> None:
+    """Eight clients POST an admission into the same bed at once over HTTP: one 201."""
+    headers = auth(small, "ward")
+    bed = small.capacity.list_beds(BedFilter(code="ACU1-AMU-02"))[0]
+    barrier = threading.Barrier(8)
+    codes: queue.Queue[int] = queue.Queue()
+
+    def post(i: int) -> None:
+        with httpx.Client(timeout=30) as c:
+            barrier.wait()
+            r = c.post(
+                f"{server}/api/stays",
+                headers=headers,
+                json={"bed_id": bed.id, "patient": {"local_id": f"HTTP{i}"}},
+            )
+            codes.put(r.status_code)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    got = sorted(codes.get_nowait() for _ in range(8))
+    assert got == [201] + [409] * 7
+    assert len(small.capacity.list_stays()) == 1

@@ -224,6 +224,9 @@ def test_patient_data_access_is_audited(
         ("clinician:dr-clinician", "read", [stay["id"]]),
         ("ward:clerk-ward", "update", [stay["id"]]),
     ]
+    via_api = client.get("/api/audit", headers=admin).json()
+    assert [e["action"] for e in via_api] == ["update", "read", "read", "create"]
+    assert client.get("/api/audit", headers=clinician).status_code == 403
     # No NHS number in the audit log or the event log: ids only.
     assert NHS not in str(log)
     assert NHS not in str(client.get("/api/events", headers=admin).json())

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from wardwatch import __version__
+from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
 from wardwatch.core.errors import Unauthorized, WardWatchError
 from wardwatch.live.routes import router as live_router
@@ -30,6 +31,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(capacity_router)
     app.include_router(live_router)
+    app.include_router(auth_router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 
     @app.get("/health", tags=["meta"])

@@ -294,7 +294,7 @@
     const stale = !state.stopped && (
       (!state.connected && downFor > STALE_AFTER_MS) || failingFor > STALE_AFTER_MS);
     const banner = $('stale-banner');
-    banner.hidden = !stale;
+    banner.hidden = true;
     if (stale) {
       $('stale-text').textContent = state.lastUpdate
         ? `last update ${clockTime(state.lastUpdate)}` : 'no data has been received yet';
