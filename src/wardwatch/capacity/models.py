@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Date,
     Float,
@@ -37,6 +38,8 @@ class Site(Base):
     kind: Mapped[str] = mapped_column(String(20))  # acute|community|care_home|virtual_ward
     lat: Mapped[float | None] = mapped_column(Float, nullable=True)
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The facility code the PAS sends in PV1-3.4 (HL7 feeds); defaults to the site code.
+    pas_facility: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
     wards: Mapped[list[Ward]] = relationship(back_populates="site", order_by="Ward.code")
 
@@ -53,6 +56,9 @@ class Ward(Base):
     age_group: Mapped[str] = mapped_column(String(12))  # adult|paediatric
     general_acute: Mapped[bool] = mapped_column(Boolean)
     sex_policy: Mapped[str] = mapped_column(String(8))  # mixed|male|female
+    # The point of care the PAS sends in PV1-3.1, and PAS bed labels that are not numbers.
+    pas_point_of_care: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    pas_beds: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
 
     site: Mapped[Site] = relationship(back_populates="wards")
 
@@ -122,6 +128,32 @@ class Stay(Base):
     discharged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     discharge_destination: Mapped[str | None] = mapped_column(String(80), nullable=True)
     discharge_pathway: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set when the admission itself was cancelled (HL7 A11): the stay never happened.
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Leave of absence (HL7 A21/A22): the bed is held while the patient is away.
+    on_leave_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The PAS visit number (PV1-19), when the stay came from a feed.
+    visit_number: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
     patient: Mapped[Patient] = relationship()
     bed: Mapped[Bed] = relationship(foreign_keys=[bed_id])
+
+
+class PendingMove(Base):
+    """An expected arrival, transfer or departure (HL7 A05/A14, A15, A16), until it happens."""
+
+    __tablename__ = "pending_moves"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))  # admit | transfer | discharge
+    status: Mapped[str] = mapped_column(String(12), index=True)  # pending|done|cancelled
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    stay_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    from_bed_id: Mapped[str | None] = mapped_column(ForeignKey("beds.id"), nullable=True)
+    to_bed_id: Mapped[str | None] = mapped_column(ForeignKey("beds.id"), nullable=True)
+    to_ward_id: Mapped[str | None] = mapped_column(ForeignKey("wards.id"), nullable=True)
+    reserved: Mapped[bool] = mapped_column(Boolean, default=False)
+    expected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    source: Mapped[str | None] = mapped_column(String(80), nullable=True)

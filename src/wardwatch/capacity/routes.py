@@ -19,6 +19,7 @@ from wardwatch.capacity.schemas import (
     BedStateChange,
     DischargeRequest,
     LoadResult,
+    PendingRead,
     SiteCreate,
     SiteRead,
     SiteUpdate,
@@ -187,6 +188,15 @@ def transfer(stay_id: str, req: TransferRequest, rt: RuntimeDep, who: PatientWri
 @router.post("/stays/{stay_id}/discharge", tags=["stays"])
 def discharge(stay_id: str, req: DischargeRequest, rt: RuntimeDep, who: PatientWriter) -> StayRead:
     return rt.capacity.discharge(stay_id, req, who.actor)
+
+
+@router.get("/pending", tags=["stays"])
+def pending(rt: RuntimeDep, who: PatientReader, site: str | None = None) -> list[PendingRead]:
+    """Expected arrivals, transfers and departures (from the PAS), soonest first."""
+    moves = rt.capacity.pending(site=site)
+    if moves:
+        rt.auth.record_read(who, "pending", [m.id for m in moves])
+    return moves
 
 
 # --- occupancy -----------------------------------------------------------------------------

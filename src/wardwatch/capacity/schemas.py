@@ -35,6 +35,12 @@ class WardSpec(_Strict):
     beds: int = Field(ge=0, le=2000)
     staffed_beds: int | None = Field(default=None, ge=0)
     side_rooms: int = Field(default=0, ge=0)
+    pas_point_of_care: str | None = Field(
+        default=None, max_length=40, description="PV1-3.1 the PAS uses (default: the code)"
+    )
+    pas_beds: dict[str, int] | None = Field(
+        default=None, description="PAS bed labels that are not plain numbers → bed number"
+    )
 
     @model_validator(mode="after")
     def _bed_counts(self) -> WardSpec:
@@ -51,6 +57,9 @@ class SiteSpec(_Strict):
     kind: SiteKind
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
+    pas_facility: str | None = Field(
+        default=None, max_length=40, description="PV1-3.4 the PAS uses (default: the code)"
+    )
     wards: list[WardSpec] = Field(default_factory=list)
 
 
@@ -96,6 +105,7 @@ class SiteCreate(SiteSpec):
 
 class SiteUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    pas_facility: str | None = Field(default=None, max_length=40)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
 
@@ -111,6 +121,8 @@ class WardUpdate(_Strict):
     age_group: AgeGroup | None = None
     general_acute: bool | None = None
     sex_policy: SexPolicy | None = None
+    pas_point_of_care: str | None = Field(default=None, max_length=40)
+    pas_beds: dict[str, int] | None = None
 
 
 class BedsAdd(_Strict):
@@ -215,7 +227,27 @@ class StayRead(BaseModel):
     discharged_at: datetime | None
     discharge_destination: str | None
     discharge_pathway: int | None
+    cancelled_at: datetime | None = None
+    on_leave_since: datetime | None = None
+    visit_number: str | None = None
     length_of_stay_days: float
+
+
+class PendingRead(BaseModel):
+    """An expected arrival, transfer or departure (from the PAS's A05/A14, A15, A16)."""
+
+    id: str
+    kind: str
+    nhs_number: str | None
+    local_id: str | None
+    stay_id: str | None
+    from_bed: str | None
+    to_bed: str | None
+    to_ward: str | None
+    reserved: bool
+    expected_at: datetime | None
+    created_at: datetime
+    source: str | None
 
 
 class LoadResult(BaseModel):

@@ -1,42 +1,35 @@
-"""Beds and stays: the only writer of bed states and patients' stays.
+"""Beds and stays for the API and CLI: reads, and each move in a transaction of its own.
 
-Every method runs in one transaction that also appends to the event log; events reach live
-subscribers only after the commit. Bed rows are locked (PostgreSQL ``FOR UPDATE``; SQLite
-serialises writers with ``BEGIN IMMEDIATE``) and version-checked, so two clients allocating
-the same bed at the same moment cannot both win.
+The moves themselves live in :mod:`wardwatch.capacity.moves`. Every write appends to the
+event log in the same transaction; events reach live subscribers only after the commit. Bed
+rows are locked (PostgreSQL ``FOR UPDATE``; SQLite serialises writers with ``BEGIN
+IMMEDIATE``) and version-checked, so two clients allocating one bed cannot both win.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, aliased
 
-from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
-from wardwatch.capacity.nhs import nhs_number_problem, normalise_nhs_number
+from wardwatch.capacity.models import Bed, Patient, PendingMove, Site, Stay, Ward
+from wardwatch.capacity.moves import BedMoves, open_stay
 from wardwatch.capacity.schemas import (
     AdmitRequest,
     BedRead,
     DischargeRequest,
-    PatientIn,
+    PendingRead,
     StayRead,
     StayUpdate,
     TransferRequest,
 )
-from wardwatch.capacity.states import (
-    ADMITTABLE,
-    CLEANING_TRANSITIONS,
-    BedState,
-    check_manual,
-)
+from wardwatch.capacity.states import BedState
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
-from wardwatch.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from wardwatch.core.ids import new_id
-from wardwatch.db.session import Database, Tx
+from wardwatch.core.errors import NotFound, ValidationFailed
+from wardwatch.db.session import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +46,7 @@ class CapacityService:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        self.moves = BedMoves(clock)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -118,115 +112,33 @@ class CapacityService:
         cleaning_only: bool = False,
     ) -> BedRead:
         with self.db.transaction() as tx:
-            bed = _lock_bed(tx.session, bed_id)
-            current = BedState(bed.state)
-            problem = check_manual(current, target, reason)
-            if problem:
-                raise Conflict(f"bed {bed.code}: {problem}")
-            if cleaning_only and (current, target) not in CLEANING_TRANSITIONS:
-                raise Forbidden(
-                    f"your role may only move beds through cleaning, not "
-                    f"{current.value} to {target.value}"
-                )
-            self._set_state(tx, bed, target, actor, "bed.state_changed", reason=reason)
+            self.moves.change_state(tx, bed_id, target, reason, actor, cleaning_only=cleaning_only)
         return self.get_bed(bed_id)
 
     # --- patients ------------------------------------------------------------------------
 
     def admit(self, req: AdmitRequest, actor: Actor) -> StayRead:
-        patient_in = _validated_patient(req.patient)
         with self.db.transaction() as tx:
-            bed = _lock_bed(tx.session, req.bed_id)
-            _require_admittable(bed)
-            patient = _find_or_create_patient(tx.session, patient_in)
-            _check_sex_policy(bed.ward, patient)
-            _require_no_open_stay(tx.session, patient)
-            now = self.clock.now()
-            stay = Stay(
-                id=new_id("stay"),
-                patient_id=patient.id,
-                bed_id=bed.id,
-                admitted_at=now,
+            stay = self.moves.admit(
+                tx,
+                req.bed_id,
+                req.patient,
+                actor,
                 source=req.source,
                 expected_discharge_date=req.expected_discharge_date,
             )
-            tx.session.add(stay)
-            tx.session.flush()
-            self._set_state(tx, bed, BedState.OCCUPIED, actor, "stay.admitted", stay_id=stay.id)
-            tx.audit(at=now, actor=actor, action="create", resource="stay", ids=[stay.id])
-            stay_id = stay.id
-        return self.get_stay(stay_id)
+        return self.get_stay(stay.id)
 
     def transfer(self, stay_id: str, req: TransferRequest, actor: Actor) -> StayRead:
         with self.db.transaction() as tx:
-            stay = _open_stay(tx.session, stay_id)
-            if stay.bed_id == req.bed_id:
-                raise Conflict("the patient is already in that bed")
-            # Lock both beds in a fixed order so two crossing transfers cannot deadlock.
-            first, second = sorted([stay.bed_id, req.bed_id])
-            locked = {b: _lock_bed(tx.session, b) for b in (first, second)}
-            source, target = locked[stay.bed_id], locked[req.bed_id]
-            _require_admittable(target)
-            _check_sex_policy(target.ward, stay.patient)
-            data = {"from_bed": source.code, "to_bed": target.code}
-            self._set_state(
-                tx,
-                source,
-                BedState.AWAITING_CLEAN,
-                actor,
-                "stay.transferred_out",
-                stay_id=None,
-                log_stay_id=stay.id,
-                reason=req.reason,
-                data=data,
-            )
-            self._set_state(
-                tx,
-                target,
-                BedState.OCCUPIED,
-                actor,
-                "stay.transferred_in",
-                stay_id=stay.id,
-                reason=req.reason,
-                data=data,
-            )
-            stay.bed_id = target.id
-            tx.audit(
-                at=self.clock.now(),
-                actor=actor,
-                action="update",
-                resource="stay",
-                ids=[stay.id],
-                detail="transfer",
-            )
+            stay = open_stay(tx.session, stay_id)
+            self.moves.transfer(tx, stay, req.bed_id, actor, reason=req.reason)
         return self.get_stay(stay_id)
 
     def discharge(self, stay_id: str, req: DischargeRequest, actor: Actor) -> StayRead:
         with self.db.transaction() as tx:
-            stay = _open_stay(tx.session, stay_id)
-            bed = _lock_bed(tx.session, stay.bed_id)
-            now = self.clock.now()
-            stay.discharged_at = now
-            stay.discharge_destination = req.destination
-            stay.discharge_pathway = req.pathway
-            self._set_state(
-                tx,
-                bed,
-                BedState.AWAITING_CLEAN,
-                actor,
-                "stay.discharged",
-                stay_id=None,
-                log_stay_id=stay.id,
-                data={"destination": req.destination, "pathway": req.pathway},
-            )
-            tx.audit(
-                at=now,
-                actor=actor,
-                action="update",
-                resource="stay",
-                ids=[stay.id],
-                detail="discharge",
-            )
+            stay = open_stay(tx.session, stay_id)
+            self.moves.discharge(tx, stay, actor, destination=req.destination, pathway=req.pathway)
         return self.get_stay(stay_id)
 
     def update_stay(self, stay_id: str, req: StayUpdate, actor: Actor) -> StayRead:
@@ -236,21 +148,18 @@ class CapacityService:
                 "nothing to change: give expected_discharge_date or discharge_ready_date"
             )
         with self.db.transaction() as tx:
-            stay = _open_stay(tx.session, stay_id)
+            stay = open_stay(tx.session, stay_id)
             bed = tx.session.get_one(Bed, stay.bed_id)
             for key, value in changes.items():
                 setattr(stay, key, value)
             now = self.clock.now()
-            tx.record(
+            self.moves.log(
+                tx,
+                bed,
                 "stay.updated",
+                actor,
                 at=now,
-                actor=actor,
-                bed_id=bed.id,
                 stay_id=stay.id,
-                ward_id=bed.ward_id,
-                ward_code=bed.ward.code,
-                site_id=bed.ward.site_id,
-                site_code=bed.ward.site.code,
                 data={k: v.isoformat() if v else None for k, v in changes.items()},
             )
             tx.audit(
@@ -263,47 +172,12 @@ class CapacityService:
             )
         return self.get_stay(stay_id)
 
-    # --- internals -----------------------------------------------------------------------
+    # --- pending moves -------------------------------------------------------------------
 
-    def _set_state(
-        self,
-        tx: Tx,
-        bed: Bed,
-        target: BedState,
-        actor: Actor,
-        event_type: str,
-        *,
-        stay_id: str | None = None,
-        log_stay_id: str | None = None,
-        reason: str | None = None,
-        data: Mapping[str, object] | None = None,
-    ) -> None:
-        now = self.clock.now()
-        previous, since = bed.state, bed.state_since
-        bed.state = target.value
-        bed.state_since = now
-        bed.state_reason = reason if target in (BedState.BLOCKED, BedState.CLOSED) else None
-        bed.stay_id = stay_id
-        payload: dict[str, object] = {
-            "bed": bed.code,
-            "seconds_in_previous": max(0.0, (now - since).total_seconds()),
-        }
-        payload.update(data or {})
-        tx.record(
-            event_type,
-            at=now,
-            actor=actor,
-            site_id=bed.ward.site_id,
-            site_code=bed.ward.site.code,
-            ward_id=bed.ward_id,
-            ward_code=bed.ward.code,
-            bed_id=bed.id,
-            stay_id=stay_id or log_stay_id,
-            from_state=previous,
-            to_state=target.value,
-            reason=reason,
-            data=payload,
-        )
+    def pending(self, *, site: str | None = None) -> list[PendingRead]:
+        """Expected arrivals, transfers and departures still open."""
+        with self.db.read() as s:
+            return pending_moves(s, site=site)
 
 
 def _bed_query() -> Select[Bed, Ward, Site]:
@@ -360,99 +234,47 @@ def _stay_read(
         discharged_at=stay.discharged_at,
         discharge_destination=stay.discharge_destination,
         discharge_pathway=stay.discharge_pathway,
+        cancelled_at=stay.cancelled_at,
+        on_leave_since=stay.on_leave_since,
+        visit_number=stay.visit_number,
         length_of_stay_days=round((end - stay.admitted_at).total_seconds() / 86400, 2),
     )
 
 
-def _lock_bed(session: Session, bed_id: str) -> Bed:
-    bed = session.execute(
-        select(Bed).where(Bed.id == bed_id).with_for_update()
-    ).scalar_one_or_none()
-    if bed is None:
-        raise NotFound(f"no bed with id {bed_id!r}")
-    return bed
-
-
-def _require_admittable(bed: Bed) -> None:
-    if BedState(bed.state) not in ADMITTABLE:
-        hint = " (it has a patient in it)" if bed.state == BedState.OCCUPIED else ""
-        raise Conflict(
-            f"bed {bed.code} is {bed.state}{hint}: a patient can only be admitted "
-            f"or moved into an available or reserved bed"
+def pending_moves(s: Session, *, site: str | None = None) -> list[PendingRead]:
+    to_bed, from_bed = aliased(Bed), aliased(Bed)
+    to_ward = aliased(Ward)
+    query = (
+        select(PendingMove, Patient, to_bed, from_bed, to_ward)
+        .join(Patient, PendingMove.patient_id == Patient.id)
+        .outerjoin(to_bed, PendingMove.to_bed_id == to_bed.id)
+        .outerjoin(from_bed, PendingMove.from_bed_id == from_bed.id)
+        .outerjoin(to_ward, PendingMove.to_ward_id == to_ward.id)
+        .where(PendingMove.status == "pending")
+        .order_by(PendingMove.expected_at, PendingMove.created_at)
+    )
+    wards: set[str] | None = None
+    if site is not None:
+        wards = set(s.scalars(select(Ward.id).join(Site).where(Site.code == site)))
+    rows = []
+    for move, patient, target, origin, ward in s.execute(query):
+        touched = {x.ward_id for x in (target, origin) if x} | ({ward.id} if ward else set())
+        if wards is not None and not touched & wards:
+            continue
+        rows.append(
+            PendingRead(
+                id=move.id,
+                kind=move.kind,
+                nhs_number=patient.nhs_number,
+                local_id=patient.local_id,
+                stay_id=move.stay_id,
+                from_bed=origin.code if origin else None,
+                to_bed=target.code if target else None,
+                to_ward=ward.code if ward else (target.ward.code if target else None),
+                reserved=move.reserved,
+                expected_at=move.expected_at,
+                created_at=move.created_at,
+                source=move.source,
+            )
         )
-
-
-def _open_stay(session: Session, stay_id: str) -> Stay:
-    stay = session.get(Stay, stay_id)
-    if stay is None:
-        raise NotFound(f"no stay with id {stay_id!r}")
-    if stay.discharged_at is not None:
-        raise Conflict(f"stay {stay_id} was already discharged at {stay.discharged_at.isoformat()}")
-    return stay
-
-
-def _validated_patient(p: PatientIn) -> PatientIn:
-    if p.nhs_number is None:
-        return p
-    problem = nhs_number_problem(p.nhs_number)
-    if problem:
-        raise ValidationFailed(f"patient.nhs_number: {problem}")
-    return p.model_copy(update={"nhs_number": normalise_nhs_number(p.nhs_number)})
-
-
-def _find_or_create_patient(session: Session, p: PatientIn) -> Patient:
-    by_nhs = (
-        session.execute(select(Patient).where(Patient.nhs_number == p.nhs_number)).scalar()
-        if p.nhs_number
-        else None
-    )
-    by_local = (
-        session.execute(select(Patient).where(Patient.local_id == p.local_id)).scalar()
-        if p.local_id
-        else None
-    )
-    if by_nhs and by_local and by_nhs.id != by_local.id:
-        raise Conflict("the NHS number and the local id belong to two different patients")
-    patient = by_nhs or by_local
-    if patient is None:
-        patient = Patient(id=new_id("pat"), nhs_number=p.nhs_number, local_id=p.local_id, sex=p.sex)
-        session.add(patient)
-        session.flush()
-        return patient
-    if p.nhs_number and patient.nhs_number is None:
-        patient.nhs_number = p.nhs_number
-    if p.local_id and patient.local_id is None:
-        patient.local_id = p.local_id
-    if p.sex and p.sex != "unknown":
-        patient.sex = p.sex
-    return patient
-
-
-def _require_no_open_stay(session: Session, patient: Patient) -> None:
-    open_bed = session.execute(
-        select(Bed.code)
-        .join(Stay, Stay.bed_id == Bed.id)
-        .where(Stay.patient_id == patient.id, Stay.discharged_at.is_(None))
-    ).scalar()
-    if open_bed is not None:
-        raise Conflict(f"this patient is already admitted (bed {open_bed}): transfer them instead")
-
-
-def _check_sex_policy(ward: Ward, patient: Patient) -> None:
-    if (
-        ward.sex_policy in ("male", "female")
-        and patient.sex in ("male", "female")
-        and patient.sex != ward.sex_policy
-    ):
-        raise Conflict(
-            f"ward {ward.code} is {ward.sex_policy}-only; this patient is recorded "
-            f"as {patient.sex} (a mixed-sex breach)"
-        )
-
-
-def count_open_stays(session: Session) -> int:
-    return int(
-        session.execute(
-            select(func.count()).select_from(Stay).where(Stay.discharged_at.is_(None))
-        ).scalar_one()
-    )
+    return rows

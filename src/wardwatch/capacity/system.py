@@ -368,7 +368,16 @@ def _update_site(site: Site, spec: SiteSpec) -> None:
         setattr(site, key, value)
 
 
-_WARD_ATTRS = ("name", "specialty", "kind", "age_group", "general_acute", "sex_policy")
+_WARD_ATTRS = (
+    "name",
+    "specialty",
+    "kind",
+    "age_group",
+    "general_acute",
+    "sex_policy",
+    "pas_point_of_care",
+    "pas_beds",
+)
 
 
 def _new_ward(s: Session, site: Site, spec: WardSpec) -> Ward:

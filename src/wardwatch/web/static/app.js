@@ -294,7 +294,7 @@
     const stale = !state.stopped && (
       (!state.connected && downFor > STALE_AFTER_MS) || failingFor > STALE_AFTER_MS);
     const banner = $('stale-banner');
-    banner.hidden = true;
+    banner.hidden = !stale;
     if (stale) {
       $('stale-text').textContent = state.lastUpdate
         ? `last update ${clockTime(state.lastUpdate)}` : 'no data has been received yet';
@@ -545,9 +545,10 @@
     stop();
     state.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
+    // 401: unknown or revoked token. 403: a valid token whose role may not read capacity.
     const text = status === 403
       ? `Not authorised: this token may not view bed capacity (${message}). Paste a token with the read-only role or above.`
-      : `Not authorised: the token was not recognised or has been revoked (${message}). Paste a valid access token.`;
+      : 'Not authorised: that access token was not recognised or has been revoked. Paste a valid access token.';
     showAuth(text);
     renderStatus();
   }
@@ -563,8 +564,8 @@
     $('token-input').focus();
   }
 
-  /** Take a token from #token=… (then remove it from the address bar), else from the tab. */
-  function initialToken() {
+  /** A token from #token=…, removed from the address bar at once and kept for this tab. */
+  function tokenFromHash() {
     const params = new URLSearchParams(location.hash.replace(/^#/, ''));
     const fromHash = params.get('token');
     if (fromHash !== null) {
@@ -576,7 +577,7 @@
         return fromHash.trim();
       }
     }
-    return sessionStorage.getItem(TOKEN_KEY);
+    return null;
   }
 
   function init() {
@@ -588,7 +589,13 @@
       $('token-input').value = '';
       start(token);
     });
-    const token = initialToken();
+    // Opening the demo's …/#token=… link in a tab already showing this page changes only
+    // the hash (no reload), so listen for that too.
+    window.addEventListener('hashchange', () => {
+      const token = tokenFromHash();
+      if (token) start(token);
+    });
+    const token = tokenFromHash() || sessionStorage.getItem(TOKEN_KEY);
     if (token) start(token);
     else showAuth(null);
     renderStatus();
