@@ -285,6 +285,18 @@ def test_without_a_token_the_form_is_shown_and_a_wrong_token_is_refused(
     expect(form).to_be_hidden()
 
 
+def test_token_link_opened_in_a_tab_already_on_the_page_is_used(served: Served, page: Any) -> None:
+    page.goto(served.base + "/")
+    expect(page.locator("#token-form")).to_be_visible()
+    page.evaluate("window.__marker = 1")
+    # Only the fragment changes, so the browser does not reload the page.
+    page.goto(f"{served.base}/#token={served.token}")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
+    expect(page.locator("#token-form")).to_be_hidden()
+    assert page.evaluate("window.__marker") == 1
+    assert page.url == f"{served.base}/"
+
+
 def test_page_reconnects_and_catches_up_after_the_server_restarts(
     served: Served, page: Any
 ) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +19,60 @@ from wardwatch import __version__
 from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
 from wardwatch.core.errors import Unauthorized, WardWatchError
+from wardwatch.ingest.hl7v2.mllp import MllpServer
+from wardwatch.ingest.hl7v2.routes import router as hl7_router
 from wardwatch.live.routes import router as live_router
 from wardwatch.runtime import Runtime
 
 WEB = Path(__file__).parent / "web"
+log = logging.getLogger(__name__)
+PURGE_EVERY_SECONDS = 3600
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+async def _purge_hl7(runtime: Runtime) -> None:
+    """Forget raw HL7 text past its retention period, hourly."""
+    while True:
+        try:
+            purged = await asyncio.to_thread(runtime.hl7.purge)
+            if purged:
+                log.info("forgot the text of %d HL7 messages past retention", purged)
+        except Exception:
+            log.exception("HL7 retention purge failed")
+        await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+def create_app(
+    runtime: Runtime, *, mllp_port: int | None = None, mllp_host: str = "127.0.0.1"
+) -> FastAPI:
+    """The web app; with ``mllp_port`` (0 = off) it also runs the HL7 MLLP listener."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server = None
+        if mllp_port:
+            server = MllpServer(runtime.hl7, host=mllp_host, port=mllp_port)
+            await server.start()
+        app.state.mllp = server
+        purge = asyncio.create_task(_purge_hl7(runtime))
+        try:
+            yield
+        finally:
+            purge.cancel()
+            if server is not None:
+                await server.stop()
+
     app = FastAPI(
         title="WardWatch",
         version=__version__,
         description="Live capacity, flow and coordination for a health system's control "
         "centre. Every route but /health needs `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.include_router(capacity_router)
     app.include_router(live_router)
     app.include_router(auth_router)
+    app.include_router(hl7_router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 
     @app.get("/health", tags=["meta"])

@@ -38,6 +38,12 @@ app.add_typer(token_app, name="token")
 app.add_typer(db_app, name="db")
 app.add_typer(bed_app, name="bed")
 app.add_typer(patient_app, name="patient")
+hl7_app = typer.Typer(
+    help="The HL7 v2 feed: replay exports, the quarantine queue.", no_args_is_help=True
+)
+quarantine_app = typer.Typer(help="Messages that could not be applied.", no_args_is_help=True)
+hl7_app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(hl7_app, name="hl7")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -64,15 +70,20 @@ def _fail(exc: WardWatchError) -> typer.Exit:
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    mllp_port: Annotated[int, typer.Option(help="HL7 v2 MLLP port (0: off)")] = 2575,
 ) -> None:
-    """Run the service (API, live stream, web page) on the configured database."""
+    """Run the service (API, live stream, web page, HL7 listener) on the configured database."""
     import uvicorn
 
     from wardwatch.app import create_app
 
     rt = _runtime()
     out.print(f"WardWatch on http://{host}:{port}  (database: {rt.db.dialect})")
-    uvicorn.run(create_app(rt), host=host, port=port, log_level="info")
+    if mllp_port:
+        out.print(f"HL7 v2 MLLP listener on {host}:{mllp_port}")
+    uvicorn.run(
+        create_app(rt, mllp_port=mllp_port, mllp_host=host), host=host, port=port, log_level="info"
+    )
 
 
 @app.command()
@@ -294,6 +305,83 @@ def patient_discharge(
     except WardWatchError as exc:
         raise _fail(exc) from None
     out.print(f"stay {stay.id} discharged from {stay.bed_code}; bed awaits cleaning")
+
+
+# --- HL7 -----------------------------------------------------------------------------------
+
+
+@hl7_app.command("replay")
+def hl7_replay(file: Path) -> None:
+    """Load a file of HL7 messages (a PAS export) through the feed, in order."""
+    from rich.progress import Progress
+
+    from wardwatch.ingest.hl7v2.service import split_file
+
+    try:
+        messages = list(split_file(file.read_bytes()))
+    except OSError as exc:
+        raise _fail(ValidationFailed(f"cannot read {file}: {exc.strerror}")) from None
+    rt = _runtime()
+    counts: dict[str, int] = {}
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task(f"Replaying {file.name}", total=len(messages))
+        for raw in messages:
+            handled = rt.hl7.handle(raw, source=f"file:{file.name}")
+            counts[handled.status] = counts.get(handled.status, 0) + 1
+            progress.advance(task)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    out.print(f"{len(messages)} messages: {summary or 'none'}")
+    if counts.get("quarantined"):
+        out.print("see them with: wardwatch hl7 quarantine list")
+
+
+@quarantine_app.command("list")
+def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    rt = _runtime()
+    rows = rt.hl7.list(status="quarantined", limit=100_000)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} quarantined HL7 messages")
+    for col in ("id", "received", "type", "control id", "ack", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            _when(r["received_at"]),
+            r["type"] or "",
+            r["control_id"] or "",
+            r["ack_code"],
+            r["detail"] or "",
+        )
+    out.print(table)
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    message_id: Annotated[str | None, typer.Argument(help="one message; default: all")] = None,
+) -> None:
+    """Apply quarantined messages again (after fixing the cause), oldest first."""
+    rt = _runtime()
+    try:
+        if message_id:
+            result = rt.hl7.replay(message_id, CLI_ACTOR)
+            out.print(f"{message_id}: {result['status']} ({result['detail']})")
+        else:
+            counts = rt.hl7.replay_quarantined(CLI_ACTOR)
+            out.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+
+
+@quarantine_app.command("discard")
+def quarantine_discard(message_id: str, reason: Annotated[str, typer.Option()]) -> None:
+    rt = _runtime()
+    try:
+        rt.hl7.discard(message_id, reason, CLI_ACTOR)
+    except WardWatchError as exc:
+        raise _fail(exc) from None
+    out.print(f"discarded {message_id}")
 
 
 # --- reports -------------------------------------------------------------------------------

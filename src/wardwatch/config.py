@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     timezone: str = "Europe/London"
     sitrep_hour: int = Field(default=8, ge=0, le=23)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    hl7_retention_days: int = Field(default=90, ge=1, description="keep raw HL7 this long")
+    hl7_application: str = Field(default="WARDWATCH", description="MSH-3 of our ACKs")
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,7 @@ from wardwatch.core.bus import EventBus
 from wardwatch.core.clock import Clock, SystemClock
 from wardwatch.db import migrate
 from wardwatch.db.session import Database, make_engine
+from wardwatch.ingest.hl7v2.service import Hl7Service
 
 
 @dataclass
@@ -36,6 +37,13 @@ class Runtime:
             sitrep_hour=self.settings.sitrep_hour,
         )
         self.auth = AuthService(self.db, self.clock)
+        self.hl7 = Hl7Service(
+            self.db,
+            self.clock,
+            timezone=self.settings.timezone,
+            retention_days=self.settings.hl7_retention_days,
+            application=self.settings.hl7_application,
+        )
 
     @classmethod
     def build(

@@ -24,6 +24,7 @@ class Permission(StrEnum):
     BEDS_CLEAN = "beds:clean"  # only the cleaning steps of the bed state machine
     SYSTEM_WRITE = "system:write"  # sites, wards, beds, loading the system file
     AUDIT_READ = "audit:read"
+    FEEDS_ADMIN = "feeds:admin"  # HL7 message log, quarantine, replay (holds patient data)
 
 
 P = Permission
@@ -37,6 +38,6 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.HOUSEKEEPING: frozenset(_READ | {P.BEDS_CLEAN}),
     Role.PORTER: frozenset(_READ),
     Role.CLINICIAN: frozenset(_READ | {P.PATIENTS_READ}),
-    Role.INTEGRATION: frozenset(_CLINICAL),
+    Role.INTEGRATION: frozenset(_CLINICAL | {P.FEEDS_ADMIN}),
     Role.READ_ONLY: frozenset(_READ),
 }

@@ -268,15 +268,28 @@ class BedMoves:
     def cancel_admission(
         self, tx: Tx, stay: Stay, actor: Actor, *, at: datetime | None = None
     ) -> Stay:
-        """Undo an admission: the bed goes back to the state it was in before."""
+        """Undo an admission: the bed goes back to the state it was in before.
+
+        If the admission used a bed reserved for this patient, the reservation and its
+        pending admission come back too.
+        """
         require_open(stay)
         bed = lock_bed(tx.session, stay.bed_id)
         before = self._state_before(tx.session, bed.id, stay.id, "stay.admitted")
+        if before == S.RESERVED and not self._reopen_pending(tx.session, stay, bed):
+            before = S.AVAILABLE
         when = self.when(bed, at)
         stay.discharged_at = when
         stay.cancelled_at = when
         self.set_state(
-            tx, bed, before, actor, "stay.admission_cancelled", log_stay_id=stay.id, at=when
+            tx,
+            bed,
+            before,
+            actor,
+            "stay.admission_cancelled",
+            log_stay_id=stay.id,
+            at=when,
+            reason="expected admit" if before == S.RESERVED else None,
         )
         tx.audit(
             at=when,
@@ -287,6 +300,23 @@ class BedMoves:
             detail="admission cancelled",
         )
         return stay
+
+    def _reopen_pending(self, s: Session, stay: Stay, bed: Bed) -> bool:
+        move = s.scalars(
+            select(PendingMove)
+            .where(
+                PendingMove.patient_id == stay.patient_id,
+                PendingMove.kind == "admit",
+                PendingMove.status == "done",
+                PendingMove.to_bed_id == bed.id,
+            )
+            .order_by(PendingMove.closed_at.desc())
+            .limit(1)
+        ).first()
+        if move is None:
+            return False
+        move.status, move.closed_at = "pending", None
+        return True
 
     def cancel_transfer(
         self, tx: Tx, stay: Stay, actor: Actor, *, at: datetime | None = None
@@ -380,8 +410,14 @@ class BedMoves:
         check_sex_policy(bed_b, a.patient)
         check_sex_policy(bed_a, b.patient)
         when = max(self.when(bed_a, at), self.when(bed_b, at))
-        a.bed_id, b.bed_id = bed_b.id, bed_a.id
-        tx.session.flush()  # the partial unique index on open stays checks each row
+        # One open stay per bed is a unique index checked row by row: park b as closed for
+        # the moment a moves, then move b and reopen it (all inside this transaction).
+        b.discharged_at = when
+        tx.session.flush()
+        a.bed_id = bed_b.id
+        tx.session.flush()
+        b.bed_id, b.discharged_at = bed_a.id, None
+        tx.session.flush()
         for bed, stay in ((bed_a, b), (bed_b, a)):
             self.set_state(
                 tx,

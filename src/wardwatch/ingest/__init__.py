@@ -1,0 +1,1 @@
+"""Adapters from the outside world (HL7 v2, FHIR, MQTT) that call the domain services."""

@@ -1,0 +1,151 @@
+"""An MLLP listener (``0x0B message 0x1C 0x0D``) on asyncio.
+
+Each connection is read as a stream: frames may be split across reads or several may come
+in one read. Messages from one connection are applied strictly in order, each acknowledged
+only after its transaction commits (the service runs in a worker thread). A connection that
+sends bytes outside a frame, or a frame larger than the limit, gets an AR and is closed;
+other connections are untouched. A frame cut short by a new start block is answered AR and
+quarantined; one cut short by a disconnect is quarantined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from wardwatch.ingest.hl7v2.service import Handled, Hl7Service
+
+log = logging.getLogger(__name__)
+
+START, END, CR = b"\x0b", b"\x1c", b"\x0d"
+MAX_MESSAGE = 1 << 20  # 1 MiB
+WHITESPACE = b" \t\r\n"
+
+
+class MllpServer:
+    def __init__(
+        self,
+        service: Hl7Service,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 2575,
+        max_message: int = MAX_MESSAGE,
+        workers: int = 16,
+    ) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.max_message = max_message
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("MLLP listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()
+            await self._server.wait_closed()
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[], Handled]) -> Handled:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _send(self, writer: asyncio.StreamWriter, handled: Handled) -> None:
+        writer.write(START + handled.ack.encode("utf-8") + END + CR)
+        await writer.drain()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        peer = writer.get_extra_info("peername")
+        source = f"mllp:{peer[0]}:{peer[1]}" if peer else "mllp"
+        buf = bytearray()
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    rest = bytes(buf).strip(WHITESPACE)
+                    if rest.startswith(START) and len(rest) > 1:
+                        await self._run(
+                            partial(
+                                self.service.reject,
+                                rest[1:],
+                                "truncated frame: the connection closed before the end block",
+                                source=source,
+                            )
+                        )
+                    return
+                buf.extend(data)
+                if not await self._drain_frames(buf, writer, source):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+
+    async def _drain_frames(
+        self, buf: bytearray, writer: asyncio.StreamWriter, source: str
+    ) -> bool:
+        """Handle every complete frame in ``buf``; False when the connection must close."""
+        while True:
+            while buf and buf[0] in WHITESPACE:
+                del buf[0]
+            if not buf:
+                return True
+            if buf[0:1] != START:
+                garbage = bytes(buf[:200])
+                handled = await self._run(
+                    partial(
+                        self.service.reject,
+                        garbage,
+                        "not MLLP: expected a start block (0x0B) before the message",
+                        source=source,
+                    )
+                )
+                await self._send(writer, handled)
+                return False
+            end = buf.find(END + CR)
+            inner = buf.find(START, 1, end if end != -1 else len(buf))
+            if inner != -1:  # a new frame began before this one ended
+                cut = bytes(buf[1:inner])
+                del buf[:inner]
+                await self._send(
+                    writer,
+                    await self._run(
+                        partial(
+                            self.service.reject,
+                            cut,
+                            "truncated frame: a new start block arrived before the end block",
+                            source=source,
+                        )
+                    ),
+                )
+                continue
+            if end == -1:
+                if len(buf) > self.max_message:
+                    handled = await self._run(
+                        lambda: self.service.reject(
+                            bytes(buf[1:4096]),
+                            f"message larger than {self.max_message} bytes",
+                            source=source,
+                        )
+                    )
+                    await self._send(writer, handled)
+                    return False
+                return True
+            message = bytes(buf[1:end])
+            del buf[: end + 2]
+            handled = await self._run(partial(self.service.handle, message, source=source))
+            await self._send(writer, handled)

@@ -1,0 +1,372 @@
+"""The HL7 v2 feed: apply a message, store it, and only then acknowledge it.
+
+- AA is returned only after the transaction that applied the message (and stored it) has
+  committed. A message that cannot be applied is rolled back whole, stored as
+  ``quarantined`` with the reason, and answered AE (or AR when it is not acceptable at
+  all). Nothing is silently dropped: every byte received is stored.
+- A resent message (same MSH-3, MSH-4 and MSH-10) is acknowledged again and applied once. A
+  resent *quarantined* message is tried again (the mapping may have been fixed since).
+- The integration engineer lists quarantined messages, fixes the cause and replays them
+  (API and CLI), oldest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+
+from wardwatch.capacity.moves import BedMoves
+from wardwatch.core.actor import Actor
+from wardwatch.core.clock import Clock
+from wardwatch.core.errors import Conflict, NotFound, WardWatchError
+from wardwatch.core.ids import new_id
+from wardwatch.db.session import Database
+from wardwatch.ingest.hl7v2 import adt
+from wardwatch.ingest.hl7v2.ack import build_ack
+from wardwatch.ingest.hl7v2.models import Hl7Message
+from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, decode, parse
+
+FINAL = ("accepted", "ignored", "discarded")
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    ack: str
+    ack_code: str
+    status: str
+    detail: str
+    message_id: str | None
+
+
+class Hl7Service:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        timezone: str = "Europe/London",
+        retention_days: int = 90,
+        application: str = "WARDWATCH",
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.moves = BedMoves(clock)
+        self.tz = ZoneInfo(timezone)
+        self.retention = timedelta(days=retention_days)
+        self.application = application
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def handle(self, raw: bytes, *, source: str | None = None) -> Handled:
+        """Apply one message and return the acknowledgement to send (after commit)."""
+        try:
+            msg = parse(raw)
+        except Hl7Error as exc:
+            row_id = self._quarantine_unparsed(raw, exc, source)
+            return self._reply(None, exc.ack, exc.text, "quarantined", row_id, exc)
+        existing = self._find(msg.key)
+        if existing is not None and existing.status in FINAL:
+            return self._reply(
+                msg,
+                existing.ack_code,
+                f"duplicate of a message received "
+                f"{existing.received_at.isoformat()}: not applied again",
+                existing.status,
+                existing.id,
+            )
+        return self._process(msg, raw, source, existing_id=existing.id if existing else None)
+
+    def reject(self, raw: bytes, text: str, *, source: str | None = None) -> Handled:
+        """Quarantine bytes that never made a message (a truncated frame) and answer AR."""
+        error = Hl7Error(text, ack="AR", code="100")
+        row_id = self._quarantine_unparsed(raw, error, source)
+        return self._reply(None, "AR", text, "quarantined", row_id, error)
+
+    def _process(
+        self,
+        msg: Parsed,
+        raw: bytes,
+        source: str | None,
+        *,
+        existing_id: str | None,
+        actor: Actor | None = None,
+    ) -> Handled:
+        row_id = existing_id or new_id("hl7")
+        feed = actor or Actor(name=f"hl7:{msg.get('MSH', 3) or 'unknown'}", role="integration")
+        try:
+            with self.db.transaction() as tx:
+                if msg.message_code != "ADT":
+                    raise Hl7Error(
+                        f"message type {msg.message_type} is not supported here (ADT only)",
+                        ack="AR",
+                        code="200",
+                        location="MSH^1^9",
+                    )
+                outcome = adt.apply(
+                    adt.Adt(
+                        tx=tx, moves=self.moves, msg=msg, tz=self.tz, actor=feed, message_id=row_id
+                    )
+                )
+                self._store(
+                    tx.session,
+                    row_id,
+                    msg,
+                    raw,
+                    source,
+                    status=outcome.status,
+                    ack_code="AA",
+                    detail=outcome.detail,
+                    existing=existing_id,
+                )
+        except (Hl7Error, WardWatchError) as exc:
+            error = _as_hl7_error(exc)
+            if isinstance(exc, Conflict) and existing_id is None and self._find(msg.key):
+                return self.handle(raw, source=source)  # a copy was stored at the same moment
+            try:
+                with self.db.transaction() as tx:
+                    self._store(
+                        tx.session,
+                        row_id,
+                        msg,
+                        raw,
+                        source,
+                        status="quarantined",
+                        ack_code=error.ack,
+                        detail=error.text,
+                        location=error.location,
+                        existing=existing_id,
+                    )
+            except Conflict:
+                return self.handle(raw, source=source)
+            return self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
+        return self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
+
+    def _store(
+        self,
+        s: Any,
+        row_id: str,
+        msg: Parsed,
+        raw: bytes,
+        source: str | None,
+        *,
+        status: str,
+        ack_code: str,
+        detail: str,
+        location: str | None = None,
+        existing: str | None = None,
+    ) -> None:
+        now = self.clock.now()
+        try:
+            event_time = adt.event_time(msg, self.tz)
+        except Hl7Error:
+            event_time = None
+        if existing is not None:
+            row = s.get(Hl7Message, existing)
+            row.status, row.ack_code, row.detail = status, ack_code, detail
+            row.error_location, row.processed_at = location, now
+            row.attempts += 1
+            return
+        s.add(
+            Hl7Message(
+                id=row_id,
+                key=msg.key,
+                control_id=msg.control_id,
+                message_type=msg.message_type,
+                version=msg.version,
+                event_time=event_time,
+                received_at=now,
+                processed_at=now,
+                status=status,
+                ack_code=ack_code,
+                detail=detail,
+                error_location=location,
+                source=source,
+                raw=decode(raw),
+            )
+        )
+
+    def _quarantine_unparsed(self, raw: bytes, exc: Hl7Error, source: str | None) -> str:
+        key = "unparsed|" + hashlib.sha256(raw).hexdigest()
+        existing = self._find(key)
+        if existing is not None:
+            return existing.id
+        row_id = new_id("hl7")
+        now = self.clock.now()
+        try:
+            with self.db.transaction() as tx:
+                tx.session.add(
+                    Hl7Message(
+                        id=row_id,
+                        key=key,
+                        received_at=now,
+                        processed_at=now,
+                        status="quarantined",
+                        ack_code=exc.ack,
+                        detail=exc.text,
+                        error_location=exc.location,
+                        source=source,
+                        raw=decode(raw),
+                    )
+                )
+        except Conflict:
+            found = self._find(key)
+            return found.id if found else row_id
+        return row_id
+
+    def _find(self, key: str) -> Hl7Message | None:
+        with self.db.read() as s:
+            return s.scalars(select(Hl7Message).where(Hl7Message.key == key)).first()
+
+    def _reply(
+        self,
+        msg: Parsed | None,
+        code: str,
+        text: str,
+        status: str,
+        message_id: str | None,
+        error: Hl7Error | None = None,
+    ) -> Handled:
+        ack = build_ack(
+            msg,
+            code,
+            now=self.clock.now(),
+            text=text,
+            error_code=error.code if error else None,
+            error_location=error.location if error else None,
+            application=self.application,
+        )
+        return Handled(ack=ack, ack_code=code, status=status, detail=text, message_id=message_id)
+
+    # --- the integration engineer's tools ------------------------------------------------
+
+    def list(self, *, status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        query = select(Hl7Message).order_by(Hl7Message.received_at, Hl7Message.id).limit(limit)
+        if status:
+            query = query.where(Hl7Message.status == status)
+        with self.db.read() as s:
+            return [_read(m, raw=False) for m in s.scalars(query)]
+
+    def get(self, message_id: str) -> dict[str, Any]:
+        with self.db.read() as s:
+            row = s.get(Hl7Message, message_id)
+            if row is None:
+                raise NotFound(f"no HL7 message with id {message_id!r}")
+            return _read(row, raw=True)
+
+    def replay(self, message_id: str, actor: Actor) -> dict[str, Any]:
+        """Try a quarantined message again (after fixing its cause)."""
+        with self.db.read() as s:
+            row = s.get(Hl7Message, message_id)
+            if row is None:
+                raise NotFound(f"no HL7 message with id {message_id!r}")
+            if row.status != "quarantined":
+                raise Conflict(
+                    f"message {message_id} is {row.status}: only quarantined "
+                    f"messages can be replayed"
+                )
+            if row.raw is None:
+                raise Conflict(f"message {message_id}'s text is past its retention period")
+            raw = row.raw.encode("utf-8")
+        try:
+            msg = parse(raw)
+        except Hl7Error as exc:
+            with self.db.transaction() as tx:
+                found = tx.session.get_one(Hl7Message, message_id)
+                found.attempts += 1
+                found.detail = exc.text
+            return self.get(message_id)
+        self._process(
+            msg,
+            raw,
+            None,
+            existing_id=message_id,
+            actor=Actor(name=f"hl7-replay:{actor.name}", role="integration"),
+        )
+        return self.get(message_id)
+
+    def replay_quarantined(self, actor: Actor) -> dict[str, int]:
+        """Replay every quarantined message, oldest first; returns counts by outcome."""
+        ids = [m["id"] for m in self.list(status="quarantined", limit=100_000)]
+        counts = {"accepted": 0, "ignored": 0, "quarantined": 0}
+        for message_id in ids:
+            counts[self.replay(message_id, actor)["status"]] += 1
+        return counts
+
+    def discard(self, message_id: str, reason: str, actor: Actor) -> dict[str, Any]:
+        with self.db.transaction() as tx:
+            row = tx.session.get(Hl7Message, message_id)
+            if row is None:
+                raise NotFound(f"no HL7 message with id {message_id!r}")
+            if row.status != "quarantined":
+                raise Conflict(f"message {message_id} is {row.status}, not quarantined")
+            row.status = "discarded"
+            row.detail = f"discarded by {actor.label}: {reason} (was: {row.detail})"
+        return self.get(message_id)
+
+    def purge(self) -> int:
+        """Forget the text of messages older than the retention period (not quarantined)."""
+        cutoff = self.clock.now() - self.retention
+        with self.db.transaction() as tx:
+            result = tx.session.execute(
+                update(Hl7Message)
+                .where(
+                    Hl7Message.received_at < cutoff,
+                    Hl7Message.status != "quarantined",
+                    Hl7Message.raw.is_not(None),
+                )
+                .values(raw=None)
+            )
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _as_hl7_error(exc: Exception) -> Hl7Error:
+    if isinstance(exc, Hl7Error):
+        return exc
+    message = exc.message if isinstance(exc, WardWatchError) else str(exc)
+    return Hl7Error(message, ack="AE", code="207")
+
+
+def _read(m: Hl7Message, *, raw: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": m.id,
+        "control_id": m.control_id,
+        "type": m.message_type,
+        "version": m.version,
+        "event_time": m.event_time,
+        "received_at": m.received_at,
+        "processed_at": m.processed_at,
+        "status": m.status,
+        "ack_code": m.ack_code,
+        "detail": m.detail,
+        "error_location": m.error_location,
+        "attempts": m.attempts,
+        "source": m.source,
+    }
+    if raw:
+        out["raw"] = m.raw
+    return out
+
+
+def split_file(data: bytes) -> Iterable[bytes]:
+    """Messages from a PAS export: MLLP-framed, or plain text with a blank line or MSH
+    at the start of each message."""
+    if b"\x0b" in data:
+        for chunk in data.split(b"\x0b")[1:]:
+            yield chunk.split(b"\x1c", 1)[0]
+        return
+    text = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    current: list[bytes] = []
+    for segment in text.split(b"\r"):
+        if segment.startswith(b"MSH") and current:
+            yield b"\r".join(current)
+            current = []
+        if segment.strip():
+            current.append(segment)
+    if current:
+        yield b"\r".join(current)
