@@ -24,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.conftest import REQUIRE_ALL
 from wardwatch.app import create_app
 from wardwatch.capacity.schemas import AdmitRequest, PatientIn
 from wardwatch.capacity.service import BedFilter
@@ -37,6 +38,11 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
+    if REQUIRE_ALL:
+        raise RuntimeError(
+            f"browser tests need Chromium at {CHROMIUM} (apt-get install "
+            f"chromium); WARDWATCH_TEST_REQUIRE_ALL=1 forbids skipping them"
+        )
     pytest.skip(
         f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
         allow_module_level=True,

@@ -48,6 +48,7 @@ app.add_typer(hl7_app, name="hl7")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 CLI_ACTOR = Actor(name="cli", role="admin")
+GRACE_SECONDS = 3  # live streams never end by themselves: do not wait for them at shutdown
 
 
 def _runtime() -> Runtime:
@@ -82,7 +83,11 @@ def serve(
     if mllp_port:
         out.print(f"HL7 v2 MLLP listener on {host}:{mllp_port}")
     uvicorn.run(
-        create_app(rt, mllp_port=mllp_port, mllp_host=host), host=host, port=port, log_level="info"
+        create_app(rt, mllp_port=mllp_port, mllp_host=host),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=GRACE_SECONDS,
     )
 
 
@@ -120,7 +125,13 @@ def demo(
     out.print(f"  API docs http://{host}:{port}/docs")
     out.print(f"  Token    {token}\n")
     try:
-        uvicorn.run(create_app(rt), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(rt),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=GRACE_SECONDS,
+        )
     finally:
         generator.stop()
 
