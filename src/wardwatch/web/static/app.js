@@ -216,7 +216,9 @@
   function renderKinds(byKind, sites, target) {
     const kinds = orderedKinds(new Set([...Object.keys(byKind), ...sites.map((s) => s.kind)]));
     const cards = kinds.map((kind) => {
-      const c = byKind[kind] || {};
+      // The 92% target is a general & acute (hospital) standard: other places show occupancy.
+      const judged = kind === 'acute';
+      const c = Object.assign({}, byKind[kind] || {}, judged ? {} : { over_target: false });
       const n = sites.filter((s) => s.kind === kind).length;
       return h('article', { class: 'card kind-card', 'data-kind': kind, 'data-over': String(Boolean(c.over_target)) },
         h('h3', { class: 'card-label' }, kindPlural(kind),
@@ -224,7 +226,7 @@
         h('div', { class: 'kind-figure' },
           h('span', { class: 'kind-value' }, pct(c.occupancy)),
           overFlag(c.over_target, c.occupancy, target, true)),
-        bar(c.occupancy, target, c.over_target),
+        bar(c.occupancy, judged ? target : null, c.over_target),
         h('p', { class: 'card-sub' },
           `${int(c.occupied || 0)} / ${int(c.open || 0)} occupied · ${int(c.available || 0)} available`));
     });
@@ -248,7 +250,9 @@
   function siteRow(s, target) {
     const ga = s.general_acute;
     const showGa = s.kind === 'acute' && ga;
-    const over = Boolean(s.over_target) || Boolean(showGa && ga.over_target);
+    // The target is judged only for acute hospitals (a G&A standard), not care homes etc.
+    const judged = s.kind === 'acute';
+    const over = judged && (Boolean(s.over_target) || Boolean(showGa && ga.over_target));
     return h('tr', { class: 'site-row', 'data-site': s.code, 'data-testid': `site-${s.code}`,
       'data-over': String(over) },
     h('th', { scope: 'row', class: 'site-name' },
@@ -257,9 +261,9 @@
     h('td', { class: 'col-occ' },
       h('div', { class: 'occ-line' },
         h('span', { class: 'site-occupancy' }, pct(s.occupancy)),
-        isNum(s.occupancy) ? overFlag(s.over_target, s.occupancy, target, true)
+        isNum(s.occupancy) ? overFlag(judged && s.over_target, s.occupancy, target, true)
           : h('span', { class: 'flag-none' }, 'No open beds')),
-      bar(s.occupancy, target, s.over_target)),
+      bar(s.occupancy, judged ? target : null, judged && s.over_target)),
     h('td', { class: 'num site-occupied' }, `${int(s.occupied)} / ${int(s.open)}`),
     h('td', { class: 'num site-available' }, int(s.available)),
     h('td', { class: 'num site-vacant' }, int(s.vacant_not_ready)),
