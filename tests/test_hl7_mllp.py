@@ -1,0 +1,238 @@
+"""Real HL7 bytes on a real loopback socket, through the listener `wardwatch serve` starts.
+
+Includes a client nobody in this project wrote: python-hl7's ``mllp_send`` command and its
+``MLLPClient`` class.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import hl7.client
+import pytest
+import uvicorn
+
+from tests.conftest import PAYLOADS
+from tests.hl7util import ack_fields, adt, pid, pv1
+from wardwatch.app import create_app
+from wardwatch.capacity.service import BedFilter
+from wardwatch.core.clock import ManualClock
+from wardwatch.runtime import Runtime
+
+SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+T0 = "20260105100000"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def mllp(small: Runtime, clock: ManualClock) -> Iterator[tuple[Runtime, int]]:
+    """The app with its MLLP listener, served by uvicorn in a thread, as `serve` runs it."""
+    from datetime import UTC, datetime
+
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(small, mllp_port=port),
+            host="127.0.0.1",
+            port=_free_port(),
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    yield small, port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return sock
+
+
+def _read_frame(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(EB + CR):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    assert data.startswith(SB)
+    return data[1:-2].decode()
+
+
+def _frame(raw: bytes) -> bytes:
+    return SB + raw + EB + CR
+
+
+def _occupied(rt: Runtime) -> set[str]:
+    return {
+        b.code for b in rt.capacity.list_beds(BedFilter(site="ACU1")) if b.state.value == "occupied"
+    }
+
+
+def test_one_message_is_acknowledged_after_it_is_applied(mllp: tuple[Runtime, int]) -> None:
+    rt, port = mllp
+    with _connect(port) as sock:
+        sock.sendall(
+            _frame(adt("A01", T0, pid("M1"), pv1("ACU1-AMU^^1^ACU1"), control_id="SOCK-1"))
+        )
+        ack = ack_fields(_read_frame(sock))
+    assert (ack["code"], ack["control_id"]) == ("AA", "SOCK-1")
+    assert _occupied(rt) == {"ACU1-AMU-01"}  # durable by the time the AA arrived
+
+
+def test_frames_split_across_reads_and_several_in_one_read(mllp: tuple[Runtime, int]) -> None:
+    rt, port = mllp
+    one = _frame(adt("A01", T0, pid("S1"), pv1("ACU1-AMU^^1^ACU1"), control_id="SPLIT-1"))
+    two = _frame(adt("A01", T0, pid("S2"), pv1("ACU1-AMU^^2^ACU1"), control_id="SPLIT-2"))
+    three = _frame(adt("A01", T0, pid("S3"), pv1("ACU1-AMU^^3^ACU1"), control_id="SPLIT-3"))
+    with _connect(port) as sock:
+        for i in range(0, len(one), 7):  # a frame dribbled in 7-byte pieces
+            sock.sendall(one[i : i + 7])
+            time.sleep(0.002)
+        assert ack_fields(_read_frame(sock))["control_id"] == "SPLIT-1"
+        sock.sendall(two + three)  # two frames in one write
+        got = [ack_fields(_read_frame(sock))["control_id"] for _ in range(2)]
+    assert got == ["SPLIT-2", "SPLIT-3"]  # in order
+    assert _occupied(rt) == {"ACU1-AMU-01", "ACU1-AMU-02", "ACU1-AMU-03"}
+
+
+def test_python_hl7_mllp_send_command(mllp: tuple[Runtime, int], tmp_path: Path) -> None:
+    """python-hl7's own command-line client sends a file of messages and gets AAs."""
+    rt, port = mllp
+    exe = shutil.which("mllp_send") or str(Path(sys.executable).parent / "mllp_send")
+    payload = tmp_path / "msgs.hl7"
+    # --loose: a file as PAS exports look, segments separated by CRLF.
+    payload.write_bytes(
+        b"".join(
+            adt(
+                "A01", T0, pid(f"C{i}"), pv1(f"ACU1-AMU^^{i + 3}^ACU1"), control_id=f"CLI-{i}"
+            ).replace(b"\r", b"\r\n")
+            for i in (1, 2)
+        )
+    )
+    result = subprocess.run(
+        [exe, "--loose", "--port", str(port), "--file", str(payload), "127.0.0.1"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    acks = [a for a in result.stdout.decode().replace("\n", "\r").split("MSH") if a.strip()]
+    assert len(acks) == 2
+    assert all("MSA|AA|CLI-" in a for a in acks), result.stdout
+    assert {"ACU1-AMU-04", "ACU1-AMU-05"} <= _occupied(rt)
+
+
+def test_python_hl7_client_class_with_the_corpus(mllp: tuple[Runtime, int]) -> None:
+    rt, port = mllp
+    with hl7.client.MLLPClient("127.0.0.1", port) as client:
+        for path in sorted((PAYLOADS / "hl7").glob("a01_*.hl7")):
+            reply = client.send_message(path.read_bytes())
+            assert b"MSA|AA|" in reply or b"MSA#AA#" in reply, (path.name, reply)
+    assert len(rt.capacity.list_stays()) == 4
+
+
+def test_garbage_gets_an_error_and_is_closed_without_harming_others(
+    mllp: tuple[Runtime, int],
+) -> None:
+    rt, port = mllp
+    good = _connect(port)
+    with _connect(port) as bad:
+        bad.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        nak = ack_fields(_read_frame(bad))
+        assert nak["code"] == "AR" and "start block" in nak["text"]
+        assert bad.recv(100) == b""  # closed by the server
+    with good:
+        good.sendall(_frame(adt("A01", T0, pid("G1"), pv1("ACU1-AMU^^1^ACU1"))))
+        assert ack_fields(_read_frame(good))["code"] == "AA"
+    [row] = rt.hl7.list(status="quarantined")
+    assert "start block" in row["detail"]
+
+
+def test_truncated_frame_is_answered_quarantined_and_the_next_one_works(
+    mllp: tuple[Runtime, int],
+) -> None:
+    rt, port = mllp
+    whole = adt("A01", T0, pid("TR1"), pv1("ACU1-AMU^^1^ACU1"), control_id="TRUNC-1")
+    with _connect(port) as sock:
+        sock.sendall(SB + whole[:40])  # cut off: no end block...
+        sock.sendall(
+            _frame(adt("A01", T0, pid("TR2"), pv1("ACU1-AMU^^2^ACU1"), control_id="AFTER-1"))
+        )  # ...then a new frame starts
+        first, second = ack_fields(_read_frame(sock)), ack_fields(_read_frame(sock))
+    assert first["code"] == "AR" and "truncated" in first["text"]
+    assert (second["code"], second["control_id"]) == ("AA", "AFTER-1")
+    assert _occupied(rt) == {"ACU1-AMU-02"}
+    [row] = rt.hl7.list(status="quarantined")
+    assert rt.hl7.get(row["id"])["raw"].startswith("MSH|")
+
+
+def test_a_frame_cut_by_a_disconnect_is_kept(mllp: tuple[Runtime, int]) -> None:
+    rt, port = mllp
+    with _connect(port) as sock:
+        sock.sendall(SB + adt("A01", T0, pid("D1"), pv1("ACU1-AMU^^1^ACU1"))[:60])
+    deadline = time.monotonic() + 5
+    while not rt.hl7.list(status="quarantined"):
+        assert time.monotonic() < deadline, "the cut frame was not kept"
+        time.sleep(0.02)
+    assert "connection closed" in rt.hl7.list(status="quarantined")[0]["detail"]
+    assert _occupied(rt) == set()
+
+
+def test_eight_concurrent_connections(mllp: tuple[Runtime, int]) -> None:
+    rt, port = mllp
+    beds = [
+        b.code
+        for b in rt.capacity.list_beds(BedFilter(site="ACU1"))
+        if b.state.value == "available"
+    ][:16]
+    results: dict[int, list[str]] = {}
+
+    def worker(n: int) -> None:
+        codes = []
+        with _connect(port) as sock:
+            for j in range(2):
+                bed = beds[n * 2 + j]
+                ward, num = bed.rsplit("-", 1)
+                sock.sendall(
+                    _frame(
+                        adt(
+                            "A01",
+                            T0,
+                            pid(f"C{n}-{j}", sex="U"),
+                            pv1(f"{ward}^^{num}^ACU1"),
+                            control_id=f"CONC-{n}-{j}",
+                        )
+                    )
+                )
+                codes.append(ack_fields(_read_frame(sock))["code"])
+        results[n] = codes
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == list(range(8))
+    assert all(codes == ["AA", "AA"] for codes in results.values()), results
+    assert _occupied(rt) == set(beds)
