@@ -7,11 +7,13 @@ thread; SQLite: its own connection to the same file), released together by a bar
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import func, select
 
 from wardwatch.capacity.models import Stay
+from wardwatch.capacity.moves import open_stay
 from wardwatch.capacity.schemas import AdmitRequest, PatientIn, TransferRequest
 from wardwatch.capacity.service import BedFilter
 from wardwatch.capacity.states import BedState
@@ -100,3 +102,59 @@ def test_two_transfers_into_the_same_bed(small: Runtime) -> None:
     assert wins == 1 and len(errors) == 1
     in_target = [s for s in small.capacity.list_stays() if s.bed_code == "ACU1-AMU-03"]
     assert len(in_target) == 1
+
+
+def test_one_stay_moved_twice_at_once(small: Runtime) -> None:
+    """A second transfer of a patient waits for the first and starts from where it left
+    the patient: one bed ends occupied, never two.
+
+    Deterministic: the first transfer is held open while the second is started.
+    """
+    stay = small.capacity.admit(
+        AdmitRequest(bed_id=_bed(small, "ACU1-AMU-01"), patient=PatientIn(local_id="T")), SYSTEM
+    )
+    targets = [_bed(small, "ACU1-AMU-02"), _bed(small, "ACU1-AMU-03")]
+    outcome: list[object] = []
+
+    def second() -> None:
+        try:
+            outcome.append(
+                small.capacity.transfer(stay.id, TransferRequest(bed_id=targets[1]), SYSTEM)
+            )
+        except Conflict as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second)
+    with small.db.transaction() as tx:
+        held = open_stay(tx.session, stay.id)
+        small.capacity.moves.transfer(tx, held, targets[0], SYSTEM)
+        thread.start()
+        time.sleep(0.5)  # the second transfer is now waiting on a lock
+        assert thread.is_alive()
+    thread.join(timeout=30)
+    assert len(outcome) == 1, outcome
+    occupied = small.capacity.list_beds(BedFilter(state=BedState.OCCUPIED))
+    assert len(occupied) == 1
+    assert occupied[0].stay_id == stay.id
+    assert small.capacity.get_stay(stay.id).bed_id == occupied[0].id
+
+
+def test_transfer_racing_a_discharge(small: Runtime) -> None:
+    """Whichever wins, a discharged patient never holds a bed."""
+    from wardwatch.capacity.schemas import DischargeRequest
+
+    stay = small.capacity.admit(
+        AdmitRequest(bed_id=_bed(small, "ACU1-AMU-01"), patient=PatientIn(local_id="T")), SYSTEM
+    )
+    target = _bed(small, "ACU1-AMU-02")
+    _race(
+        [
+            lambda: small.capacity.transfer(stay.id, TransferRequest(bed_id=target), SYSTEM),
+            lambda: small.capacity.discharge(
+                stay.id, DischargeRequest(destination="home", pathway=0), SYSTEM
+            ),
+        ]
+    )
+    final = small.capacity.get_stay(stay.id)
+    assert final.discharged_at is not None  # the discharge always happens (before or after)
+    assert small.capacity.list_beds(BedFilter(state=BedState.OCCUPIED)) == []

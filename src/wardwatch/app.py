@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
@@ -19,6 +19,10 @@ from wardwatch import __version__
 from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
 from wardwatch.core.errors import Unauthorized, WardWatchError
+from wardwatch.ingest.fhir.routes import error_response as fhir_error
+from wardwatch.ingest.fhir.routes import is_fhir_path
+from wardwatch.ingest.fhir.routes import outcome_response as fhir_outcome
+from wardwatch.ingest.fhir.routes import router as fhir_router
 from wardwatch.ingest.hl7v2.mllp import MllpServer
 from wardwatch.ingest.hl7v2.routes import router as hl7_router
 from wardwatch.live.routes import router as live_router
@@ -73,6 +77,7 @@ def create_app(
     app.include_router(live_router)
     app.include_router(auth_router)
     app.include_router(hl7_router)
+    app.include_router(fhir_router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 
     @app.get("/health", tags=["meta"])
@@ -87,20 +92,24 @@ def create_app(
         return HTMLResponse((WEB / "templates" / "index.html").read_text(encoding="utf-8"))
 
     @app.exception_handler(WardWatchError)
-    async def _domain_error(_: Request, exc: WardWatchError) -> JSONResponse:
+    async def _domain_error(request: Request, exc: WardWatchError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if is_fhir_path(request.url.path):  # FHIR clients get an OperationOutcome
+            return fhir_error(exc, headers)
         body: dict[str, Any] = {"error": exc.code, "message": exc.message}
         problems = getattr(exc, "problems", None)
         if problems:
             body["problems"] = problems
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"] if p != "body")
             problems.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
+        if is_fhir_path(request.url.path):  # FHIR: a request it cannot process is 400
+            return fhir_outcome(400, "invalid", problems)
         return JSONResponse(
             {"error": "invalid", "message": "; ".join(problems), "problems": problems},
             status_code=422,

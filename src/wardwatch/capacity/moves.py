@@ -595,8 +595,18 @@ def require_open(stay: Stay) -> None:
         raise Conflict(f"stay {stay.id} was already discharged at {stay.discharged_at.isoformat()}")
 
 
+def lock_stay(session: Session, stay_id: str) -> Stay | None:
+    """Read a stay and lock it (PostgreSQL ``FOR UPDATE``) so two moves of one stay queue."""
+    return session.scalars(
+        select(Stay)
+        .where(Stay.id == stay_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
 def open_stay(session: Session, stay_id: str) -> Stay:
-    stay = session.get(Stay, stay_id)
+    stay = lock_stay(session, stay_id)
     if stay is None:
         raise NotFound(f"no stay with id {stay_id!r}")
     require_open(stay)
@@ -604,8 +614,12 @@ def open_stay(session: Session, stay_id: str) -> Stay:
 
 
 def open_stay_of(session: Session, patient: Patient) -> Stay | None:
+    """The patient's open stay, locked (see :func:`lock_stay`)."""
     return session.scalars(
-        select(Stay).where(Stay.patient_id == patient.id, Stay.discharged_at.is_(None))
+        select(Stay)
+        .where(Stay.patient_id == patient.id, Stay.discharged_at.is_(None))
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).first()
 
 

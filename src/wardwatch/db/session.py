@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
@@ -21,6 +21,9 @@ from wardwatch.core.errors import Conflict
 from wardwatch.core.events import DomainEvent
 from wardwatch.db.audit import AuditEntry
 from wardwatch.db.eventlog import EventRecord
+
+#: PostgreSQL: serialization_failure, deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -170,6 +173,14 @@ class Database:
                 "the record was changed by someone else at the same moment; nothing was "
                 "saved: reload and try again"
             ) from exc
+        except DBAPIError as exc:
+            session.rollback()
+            if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+                raise Conflict(
+                    "two changes to the same records met (a deadlock or serialisation "
+                    "failure); nothing was saved: try again"
+                ) from exc
+            raise
         except BaseException:
             session.rollback()
             raise

@@ -172,6 +172,8 @@ class Adt:
             .where(Stay.patient_id == patient.id)
             .order_by(Stay.admitted_at.desc())
             .limit(1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         ).first()
         if stay is None:
             raise Hl7Error("the patient has no stay to cancel", code="204", location="PID^1^3")

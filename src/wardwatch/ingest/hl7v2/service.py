@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +34,7 @@ from wardwatch.ingest.hl7v2.models import Hl7Message
 from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, decode, parse
 
 FINAL = ("accepted", "ignored", "discarded")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,27 @@ class Hl7Service:
     # --- receiving -----------------------------------------------------------------------
 
     def handle(self, raw: bytes, *, source: str | None = None) -> Handled:
-        """Apply one message and return the acknowledgement to send (after commit)."""
+        """Apply one message and return the acknowledgement to send (after commit).
+
+        Never raises: an unexpected failure is logged, the message kept when the database
+        allows, and the sender told AE so that it keeps the message and retries.
+        """
+        try:
+            return self._handle(raw, source)
+        except Exception:
+            log.exception("HL7 message could not be processed")
+            error = Hl7Error(
+                "internal error while applying the message; it was not applied "
+                "and will be applied if sent again",
+                code="207",
+            )
+            try:
+                msg: Parsed | None = parse(raw)
+            except Hl7Error:
+                msg = None
+            return self._reply(msg, "AE", error.text, "failed", None, error)
+
+    def _handle(self, raw: bytes, source: str | None) -> Handled:
         try:
             msg = parse(raw)
         except Hl7Error as exc:
@@ -127,7 +149,7 @@ class Hl7Service:
         except (Hl7Error, WardWatchError) as exc:
             error = _as_hl7_error(exc)
             if isinstance(exc, Conflict) and existing_id is None and self._find(msg.key):
-                return self.handle(raw, source=source)  # a copy was stored at the same moment
+                return self._handle(raw, source)  # a copy was stored at the same moment
             try:
                 with self.db.transaction() as tx:
                     self._store(
@@ -143,7 +165,7 @@ class Hl7Service:
                         existing=existing_id,
                     )
             except Conflict:
-                return self.handle(raw, source=source)
+                return self._handle(raw, source)
             return self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
         return self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
 
