@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from wardwatch.app import create_app
+from wardwatch.capacity import counts
 from wardwatch.capacity.system import load_system_file
 from wardwatch.config import Settings
 from wardwatch.core.actor import SYSTEM
@@ -112,8 +113,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def rt(engine: Engine, clock: ManualClock, tmp_path: Path) -> Runtime:
-    return Runtime(settings=Settings(data_dir=tmp_path), clock=clock, engine=engine)
+def rt(engine: Engine, clock: ManualClock, tmp_path: Path) -> Iterator[Runtime]:
+    runtime = Runtime(settings=Settings(data_dir=tmp_path), clock=clock, engine=engine)
+    yield runtime
+    # Whatever the test did, the kept bed counters must still agree with the beds.
+    with runtime.db.read() as s:
+        assert counts.drift(s) == {}, "ward_state_counts drifted from the beds"
 
 
 @pytest.fixture

@@ -78,3 +78,13 @@ def test_generator_flow_for_a_simulated_day(demo_dir: Path, tmp_path: Path) -> N
         assert open_stays == rt.occupancy.live()["system"]["occupied"]
     finally:
         rt.close()
+
+
+def test_the_demo_never_uses_the_configured_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wardwatch.demo.run import demo_settings
+
+    monkeypatch.setenv("WARDWATCH_DATABASE_URL", "postgresql://someone@real-trust-db/wardwatch")
+    url = demo_settings(tmp_path).resolved_database_url()
+    assert url == f"sqlite:///{(tmp_path / 'wardwatch.db').resolve()}"

@@ -376,3 +376,34 @@ def test_cli_replays_a_pas_export_and_the_quarantine(
     assert "0 accepted" in replay.stdout and "1 quarantined" in replay.stdout
     beds = runner.invoke(cli, ["bed", "list", "--ward", "ACU1-M1", "--json"])
     assert beds.stdout.count('"occupied"') == 2
+
+
+def test_a_different_visit_number_is_refused(feed: Runtime) -> None:
+    send(feed, adt("A01", T0, pid("P1"), pv1("ACU1-AMU^^1^ACU1", "VISIT-A")))
+    h = send(feed, adt("A02", "20260105103000", pid("P1"), pv1("ACU1-AMU^^2^ACU1", "VISIT-B")))
+    assert h.ack_code == "AE" and "does not match" in h.detail
+    assert board(feed)["ACU1-AMU-01"] == "occupied"
+
+
+def test_identifiers_of_two_patients_are_refused(feed: Runtime) -> None:
+    send(feed, adt("A01", T0, pid("P1", "9434765919"), pv1("ACU1-AMU^^1^ACU1")))
+    send(feed, adt("A01", T0, pid("P2", "4010232137"), pv1("ACU1-AMU^^2^ACU1")))
+    h = send(feed, adt("A03", "20260105103000", pid("P1", "4010232137"), pv1("ACU1-AMU^^1^ACU1")))
+    assert h.ack_code == "AE" and "two different patients" in h.detail
+    assert board(feed)["ACU1-AMU-01"] == "occupied"
+
+
+def test_bays_mapped_by_room_are_never_guessed(feed: Runtime, client: TestClient) -> None:
+    admin = auth(feed, "admin")
+    r = client.patch(
+        "/api/wards/ACU1-AMU",
+        headers=admin,
+        json={"pas_beds": {"BAY1-1": 1, "BAY1-2": 2, "BAY2-1": 3, "BAY2-2": 4}},
+    )
+    assert r.status_code == 200
+    send(feed, adt("A01", T0, pid("P1"), pv1("ACU1-AMU^BAY1^1^ACU1")))
+    h = send(feed, adt("A02", "20260105103000", pid("P1"), pv1("ACU1-AMU^BAY2^1^ACU1")))
+    assert h.ack_code == "AA" and h.detail == "moved to ACU1-AMU-03"
+    unknown = send(feed, adt("A02", "20260105110000", pid("P1"), pv1("ACU1-AMU^BAY9^1^ACU1")))
+    assert unknown.ack_code == "AE" and "has no bed" in unknown.detail
+    assert board(feed)["ACU1-AMU-03"] == "occupied"

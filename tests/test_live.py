@@ -175,3 +175,17 @@ def test_concurrent_http_allocations_of_one_bed(small: Runtime, server: str) -> 
     got = sorted(codes.get_nowait() for _ in range(8))
     assert got == [201] + [409] * 7
     assert len(small.capacity.list_stays()) == 1
+
+
+def test_a_revoked_token_ends_the_stream(small: Runtime, server: str) -> None:
+    _, token = small.auth.create_token(role="read-only", name="screen")
+    q, stop = _listen(server, {"Authorization": f"Bearer {token}"})
+    small.auth.revoke(small.auth.authenticate(token).token_id)
+    deadline = time.monotonic() + 5
+    while True:
+        frame = q.get(timeout=5)
+        if frame.get("event") == "error":
+            break
+        assert time.monotonic() < deadline
+    assert frame["data"] == {"reason": "token revoked"}
+    stop.set()

@@ -205,3 +205,86 @@ def test_sitrep_cli_writes_csv_and_json(tmp_path: Path, monkeypatch: pytest.Monk
     assert '"state": "occupied"' in beds.stdout
     r = runner.invoke(cli, ["bed", "set", "ACU1-AMU-01", "available"])
     assert r.exit_code == 1 and "occupied" in r.stderr
+
+
+def test_sites_without_wards_are_still_listed(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
+    r = client.post(
+        "/api/sites",
+        headers=admin,
+        json={"code": "NEW1", "name": "New Care Home", "kind": "care_home"},
+    )
+    assert r.status_code == 201, r.text
+    snap = client.get("/api/occupancy", headers=admin).json()
+    new = next(s for s in snap["sites"] if s["code"] == "NEW1")
+    assert new["total"] == 0 and new["occupancy"] is None
+
+
+def test_history_needs_time_zones_and_a_past_end(
+    small: Runtime, client: TestClient, admin: dict[str, str], clock: ManualClock
+) -> None:
+    naive = client.get(
+        "/api/occupancy/history",
+        headers=admin,
+        params={"from": "2026-01-05T08:00:00", "to": "2026-01-05T09:00:00"},
+    )
+    assert naive.status_code == 422 and "time zone" in naive.json()["message"]
+    future = client.get(
+        "/api/occupancy/history",
+        headers=admin,
+        params={
+            "from": clock.now().isoformat(),
+            "to": (clock.now() + timedelta(hours=2)).isoformat(),
+        },
+    )
+    assert future.status_code == 422 and "in the future" in future.json()["message"]
+
+
+def test_history_follows_event_time_not_arrival_order(
+    small: Runtime, clock: ManualClock, client: TestClient, admin: dict[str, str]
+) -> None:
+    """A feed may log an event with an earlier time after later ones: history and past
+    snapshots must agree anyway."""
+    start = clock.now()
+    clock.advance(timedelta(hours=3))
+    _admit(small, "ACU1-AMU-01", 1)  # logged at +3h
+    # An HL7 admission at +1h arrives afterwards (bed AMU-02's own clock allows it).
+    small.hl7.handle(
+        b"MSH|^~\\&|PAS|ACU1|WW|ACU1|20260105103000||ADT^A01^ADT_A01|H1|P|2.5.1\r"
+        b"EVN|A01|20260105103000\rPID|1||HX^^^ACU1^MR||X^Y||19500101|F\r"
+        b"PV1|1|I|ACU1-AMU^^2^ACU1\r"
+    )
+    points = client.get(
+        "/api/occupancy/history",
+        headers=admin,
+        params={
+            "from": start.isoformat(),
+            "to": (start + timedelta(hours=3)).isoformat(),
+            "step_minutes": 60,
+            "ward": "ACU1-AMU",
+        },
+    ).json()
+    for point in points:
+        past = client.get(
+            "/api/occupancy", headers=admin, params={"at": point["at"], "wards": True}
+        ).json()
+        amu = next(w for s in past["sites"] for w in s.get("wards", []) if w["code"] == "ACU1-AMU")
+        assert point["occupied"] == amu["occupied"], point
+    assert [p["occupied"] for p in points] == [0, 1, 1, 2]
+
+
+def test_counters_match_a_full_count_and_can_be_rebuilt(small: Runtime) -> None:
+    from wardwatch.capacity import counts
+
+    _fill(small)
+    with small.db.read() as s:
+        assert sorted(counts.rows(s)) == sorted(counts.grouped(s))
+    with small.engine.begin() as conn:  # a bulk change made behind the services' back
+        conn.exec_driver_sql("UPDATE beds SET state = 'closed' WHERE state = 'available'")
+    with small.db.read() as s:
+        assert counts.drift(s)
+    with small.db.transaction() as tx:
+        counts.recount(tx.session)
+    with small.db.read() as s:
+        assert counts.drift(s) == {}

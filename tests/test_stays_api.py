@@ -230,3 +230,41 @@ def test_patient_data_access_is_audited(
     # No NHS number in the audit log or the event log: ids only.
     assert NHS not in str(log)
     assert NHS not in str(client.get("/api/events", headers=admin).json())
+
+
+def test_identifiers_that_disagree_are_refused(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
+    """A known NHS number arriving with another hospital number is not filed silently."""
+    assert admit(client, admin, "ACU1-AMU-01", nhs_number=NHS, local_id="H1").status_code == 201
+    other = admit(client, admin, "ACU1-AMU-02", local_id="H2", nhs_number="4010232137")
+    assert other.status_code == 201  # a different patient altogether
+    mixed = admit(client, admin, "ACU1-AMU-03", nhs_number=NHS, local_id="H9")
+    assert mixed.status_code == 409 and "identity mismatch" in mixed.json()["message"]
+    crossed = admit(client, admin, "ACU1-AMU-03", nhs_number=NHS, local_id="H2")
+    assert crossed.status_code == 409
+    assert "two different patients" in crossed.json()["message"]
+    assert state(client, admin, "ACU1-AMU-03") == "available"
+
+
+def test_sex_policy_cannot_be_set_over_patients_of_the_other_sex(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
+    assert admit(client, admin, "ACU1-AMU-01", local_id="H1", sex="male").status_code == 201
+    r = client.patch("/api/wards/ACU1-AMU", json={"sex_policy": "female"}, headers=admin)
+    assert r.status_code == 409 and "not female" in r.json()["message"]
+    r = client.patch("/api/wards/ACU1-AMU", json={"sex_policy": "male"}, headers=admin)
+    assert r.status_code == 200
+
+
+def test_transfer_respects_single_sex_wards(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
+    stay = admit(client, admin, "ACU1-AMU-01", local_id="H1", sex="female").json()
+    r = client.post(
+        f"/api/stays/{stay['id']}/transfer",
+        headers=admin,
+        json={"bed_id": bed_id(client, admin, "ACU1-M1-01")},
+    )
+    assert r.status_code == 409 and "male-only" in r.json()["message"]
+    assert state(client, admin, "ACU1-AMU-01") == "occupied"

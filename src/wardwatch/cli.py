@@ -107,7 +107,7 @@ def demo(
     from wardwatch.app import create_app
     from wardwatch.core.clock import ScaledClock, SystemClock
     from wardwatch.demo.generator import DemoGenerator
-    from wardwatch.demo.run import prepare, ward_plans
+    from wardwatch.demo.run import demo_settings, prepare, ward_plans
 
     if speed <= 0:
         raise typer.BadParameter("speed must be positive")
@@ -116,7 +116,7 @@ def demo(
             admitted = prepare(data_dir, SystemClock())
         out.print(f"Loaded the example system and admitted {admitted} patients.")
     clock = ScaledClock(SystemClock().now(), speed=speed)
-    rt = Runtime.build(Settings(data_dir=data_dir), clock=clock)
+    rt = Runtime.build(demo_settings(data_dir), clock=clock)
     _, token = rt.auth.create_token(role="control-centre", name="demo")
     generator = DemoGenerator(rt.capacity, clock, ward_plans(rt))
     generator.start(tick_seconds=1.0)
@@ -220,6 +220,29 @@ def db_upgrade() -> None:
     """Create or migrate the database to the latest schema."""
     rt = _runtime()
     out.print(f"database is up to date ({rt.db.dialect})")
+
+
+@db_app.command("check")
+def db_check(
+    repair: Annotated[bool, typer.Option(help="rebuild the bed counters from the beds")] = False,
+) -> None:
+    """Check that the kept bed counters agree with the beds (and optionally rebuild them)."""
+    from wardwatch.capacity import counts
+
+    rt = _runtime()
+    with rt.db.read() as s:
+        drift = counts.drift(s)
+    if not drift:
+        out.print("bed counters agree with the beds")
+        return
+    for (ward, state), (kept, real) in sorted(drift.items()):
+        err.print(f"ward {ward} {state}: counter {kept}, beds {real}")
+    if repair:
+        with rt.db.transaction() as tx:
+            counts.recount(tx.session)
+        out.print("bed counters rebuilt from the beds")
+        return
+    raise typer.Exit(code=1)
 
 
 # --- beds and patients ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Every table, imported in one place for Alembic and for the schema check."""
 
 from wardwatch.auth.models import ApiToken
+from wardwatch.capacity.counts import WardStateCount
 from wardwatch.capacity.models import Bed, HealthSystem, Patient, PendingMove, Site, Stay, Ward
 from wardwatch.db.audit import AuditEntry
 from wardwatch.db.base import Base
@@ -21,4 +22,5 @@ __all__ = [
     "Site",
     "Stay",
     "Ward",
+    "WardStateCount",
 ]

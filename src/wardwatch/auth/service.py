@@ -78,6 +78,11 @@ class AuthService:
             raise Unauthorized("unknown or revoked token")
         return Principal(token_id=row.id, name=row.name, role=Role(row.role))
 
+    def is_active(self, token_id: str) -> bool:
+        with self.db.read() as s:
+            row = s.get(ApiToken, token_id)
+            return row is not None and row.revoked_at is None
+
     def revoke(self, token_id: str) -> None:
         with self.db.transaction() as tx:
             row = tx.session.get(ApiToken, token_id)

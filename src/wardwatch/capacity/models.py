@@ -27,6 +27,8 @@ class HealthSystem(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     occupancy_target: Mapped[float] = mapped_column(Float, default=0.92)
+    # Bumped whenever sites, wards or beds change, so readers can cache the structure.
+    structure_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Site(Base):

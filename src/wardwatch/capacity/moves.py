@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from wardwatch.capacity import counts
 from wardwatch.capacity.models import Bed, Patient, PendingMove, Stay
 from wardwatch.capacity.nhs import nhs_number_problem, normalise_nhs_number
 from wardwatch.capacity.schemas import PatientIn
@@ -79,6 +80,9 @@ class BedMoves:
         """Write a bed's new state and its event; returns the time recorded."""
         when = self.when(bed, at)
         previous, since = bed.state, bed.state_since
+        if previous != target.value:
+            counts.add(tx, bed.ward_id, previous, -1)
+            counts.add(tx, bed.ward_id, target.value, +1)
         bed.state = target.value
         bed.state_since = when
         bed.state_reason = reason if target in (S.BLOCKED, S.CLOSED) else None
@@ -445,6 +449,14 @@ class BedMoves:
                 "the patient is already on leave" if out else "the patient is not on leave"
             )
         stay.on_leave_since = when if out else None
+        tx.audit(
+            at=when,
+            actor=actor,
+            action="update",
+            resource="stay",
+            ids=[stay.id],
+            detail="leave started" if out else "leave ended",
+        )
         self.log(
             tx,
             bed,
@@ -499,6 +511,14 @@ class BedMoves:
                 )
                 move.reserved = True
         s.add(move)
+        tx.audit(
+            at=self.clock.now(),
+            actor=actor,
+            action="create",
+            resource="pending",
+            ids=[move.id],
+            detail=f"expected {kind}",
+        )
         data = {
             "pending": move.id,
             "kind": kind,
@@ -655,10 +675,16 @@ def find_or_create_patient(session: Session, p: PatientIn) -> Patient:
         session.add(patient)
         session.flush()
         return patient
-    if p.nhs_number and patient.nhs_number is None:
-        patient.nhs_number = p.nhs_number
-    if p.local_id and patient.local_id is None:
-        patient.local_id = p.local_id
+    for field, given in (("nhs_number", p.nhs_number), ("local_id", p.local_id)):
+        known = getattr(patient, field)
+        if given and known and given != known:
+            label = "NHS number" if field == "nhs_number" else "local id"
+            raise Conflict(
+                f"identity mismatch: this patient is on record with a different "
+                f"{label}; check the identifiers before filing anything"
+            )
+        if given and not known:
+            setattr(patient, field, given)
     if p.sex and p.sex != "unknown":
         patient.sex = p.sex
     return patient

@@ -10,7 +10,7 @@ Definitions (docs/glossary.md):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,47 +25,74 @@ LONG_STAY_DAYS = (7, 14, 21)
 CRITICAL_CARE = "critical care"
 
 
-@dataclass(slots=True)
+STATES: tuple[BedState, ...] = tuple(BedState)
+INDEX: dict[str, int] = {state.value: i for i, state in enumerate(STATES)}
+_OCC, _AWAIT, _CLEAN, _AVAIL, _RES, _BLOCK, _CLOSED = (
+    INDEX[s]
+    for s in (
+        "occupied",
+        "awaiting_clean",
+        "cleaning",
+        "available",
+        "reserved",
+        "blocked",
+        "closed",
+    )
+)
+
+
 class Counts:
-    by_state: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BedState, 0))
+    """Beds by state: a small vector, cheap to add up (snapshots add thousands of them)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: list[int] | None = None) -> None:
+        self.v = v if v is not None else [0] * len(STATES)
 
     def add(self, state: str, n: int = 1) -> None:
-        self.by_state[BedState(state)] += n
+        self.v[INDEX[state]] += n
 
     def merge(self, other: Counts) -> None:
-        for state, n in other.by_state.items():
-            self.by_state[state] += n
+        v, o = self.v, other.v
+        for i in range(len(v)):
+            v[i] += o[i]
+
+    @property
+    def by_state(self) -> dict[BedState, int]:
+        return dict(zip(STATES, self.v, strict=True))
 
     @property
     def total(self) -> int:
-        return sum(self.by_state.values())
+        return sum(self.v)
 
     @property
     def occupied(self) -> int:
-        return self.by_state[BedState.OCCUPIED]
+        return self.v[_OCC]
 
     @property
     def open(self) -> int:
-        return self.total - self.by_state[BedState.CLOSED] - self.by_state[BedState.BLOCKED]
+        return self.total - self.v[_CLOSED] - self.v[_BLOCK]
 
     @property
     def occupancy(self) -> float | None:
         return self.occupied / self.open if self.open else None
 
     def to_json(self, target: float) -> dict[str, Any]:
-        occ = self.occupancy
-        s = self.by_state
+        v = self.v
+        total = sum(v)
+        open_ = total - v[_CLOSED] - v[_BLOCK]
+        occ = v[_OCC] / open_ if open_ else None
         return {
-            "total": self.total,
-            "open": self.open,
-            "occupied": self.occupied,
-            "available": s[BedState.AVAILABLE],
-            "reserved": s[BedState.RESERVED],
-            "vacant_not_ready": s[BedState.AWAITING_CLEAN] + s[BedState.CLEANING],
-            "awaiting_clean": s[BedState.AWAITING_CLEAN],
-            "cleaning": s[BedState.CLEANING],
-            "blocked": s[BedState.BLOCKED],
-            "closed": s[BedState.CLOSED],
+            "total": total,
+            "open": open_,
+            "occupied": v[_OCC],
+            "available": v[_AVAIL],
+            "reserved": v[_RES],
+            "vacant_not_ready": v[_AWAIT] + v[_CLEAN],
+            "awaiting_clean": v[_AWAIT],
+            "cleaning": v[_CLEAN],
+            "blocked": v[_BLOCK],
+            "closed": v[_CLOSED],
             "occupancy": None if occ is None else round(occ, 4),
             "over_target": None if occ is None else occ > target,
         }
@@ -158,33 +185,58 @@ def counts_at(s: Session, when: datetime) -> list[tuple[str, str, int]]:
     return [(w, st, n) for (w, st), n in tally.items()]
 
 
+@dataclass(frozen=True, slots=True)
+class Structure:
+    """Wards and sites, as the snapshot needs them (cached between snapshots)."""
+
+    wards: dict[str, WardMeta]
+    sites: list[tuple[str, str, str]]  # (code, name, kind), sorted by code
+
+
+def structure(s: Session) -> Structure:
+    sites = sorted((c, n, k) for c, n, k in s.execute(select(Site.code, Site.name, Site.kind)))
+    return Structure(wards=ward_meta(s), sites=sites)
+
+
 def snapshot(
     rows: Iterable[tuple[str, str, int]],
-    meta: dict[str, WardMeta],
+    meta: dict[str, WardMeta] | Structure,
     *,
     at: datetime,
     target: float,
     include_wards: bool = False,
 ) -> dict[str, Any]:
     """Aggregate (ward, state, n) rows to wards, sites and the system, with breakdowns."""
+    struct = (
+        meta
+        if isinstance(meta, Structure)
+        else Structure(
+            wards=meta,
+            sites=sorted({(m.site_code, m.site_name, m.site_kind) for m in meta.values()}),
+        )
+    )
     per_ward: dict[str, Counts] = {}
     for ward_id, state, n in rows:
-        per_ward.setdefault(ward_id, Counts()).add(state, n)
+        c = per_ward.get(ward_id)
+        if c is None:
+            c = per_ward[ward_id] = Counts()
+        c.v[INDEX[state]] += n
     system = _Group()
-    sites: dict[str, _Group] = {}
-    for ward_id, m in meta.items():
-        counts = per_ward.get(ward_id, Counts())
+    sites = {code: _Group() for code, _, _ in struct.sites}
+    for ward_id, counts in per_ward.items():
+        m = struct.wards.get(ward_id)
+        if m is None:
+            continue
         system.add(m, counts)
-        sites.setdefault(m.site_code, _Group()).add(m, counts)
+        sites[m.site_code].add(m, counts)
+    wards_by_site: dict[str, list[WardMeta]] = {}
+    if include_wards:
+        for m in sorted(struct.wards.values(), key=lambda x: x.code):
+            wards_by_site.setdefault(m.site_code, []).append(m)
     out_sites = []
-    for code in sorted(sites):
-        any_ward = next(m for m in meta.values() if m.site_code == code)
-        entry = {
-            "code": code,
-            "name": any_ward.site_name,
-            "kind": any_ward.site_kind,
-            **sites[code].to_json(target),
-        }
+    empty = Counts()
+    for code, name, kind in struct.sites:
+        entry = {"code": code, "name": name, "kind": kind, **sites[code].to_json(target)}
         if include_wards:
             entry["wards"] = [
                 {
@@ -193,10 +245,9 @@ def snapshot(
                     "specialty": m.specialty,
                     "kind": m.kind,
                     "general_acute": m.general_acute,
-                    **per_ward.get(m.id, Counts()).to_json(target),
+                    **per_ward.get(m.id, empty).to_json(target),
                 }
-                for m in sorted(meta.values(), key=lambda x: x.code)
-                if m.site_code == code
+                for m in wards_by_site.get(code, [])
             ]
         out_sites.append(entry)
     return {
@@ -207,20 +258,25 @@ def snapshot(
     }
 
 
-@dataclass(slots=True)
 class _Group:
-    all: Counts = field(default_factory=Counts)
-    general_acute: Counts = field(default_factory=Counts)
-    core: Counts = field(default_factory=Counts)
-    escalation: Counts = field(default_factory=Counts)
-    by_site_kind: dict[str, Counts] = field(default_factory=dict)
+    __slots__ = ("all", "by_site_kind", "core", "escalation", "general_acute")
+
+    def __init__(self) -> None:
+        self.all = Counts()
+        self.general_acute = Counts()
+        self.core = Counts()
+        self.escalation = Counts()
+        self.by_site_kind: dict[str, Counts] = {}
 
     def add(self, m: WardMeta, c: Counts) -> None:
         self.all.merge(c)
         if m.general_acute:
             self.general_acute.merge(c)
         (self.core if m.kind == "core" else self.escalation).merge(c)
-        self.by_site_kind.setdefault(m.site_kind, Counts()).merge(c)
+        kind = self.by_site_kind.get(m.site_kind)
+        if kind is None:
+            kind = self.by_site_kind[m.site_kind] = Counts()
+        kind.merge(c)
 
     def to_json(self, target: float) -> dict[str, Any]:
         return {
@@ -261,7 +317,9 @@ def history(
             EventRecord.bed_id.is_not(None),
             EventRecord.to_state.is_not(None),
         )
-        .order_by(EventRecord.seq)
+        # By time: a feed may record an event at an earlier time than one logged before it
+        # (each bed's own events still come in order, by time and then sequence).
+        .order_by(EventRecord.at, EventRecord.seq)
     )
     points: list[dict[str, Any]] = []
     sample = start

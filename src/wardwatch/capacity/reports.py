@@ -8,6 +8,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from wardwatch.capacity import occupancy as occ
 from wardwatch.capacity.models import HealthSystem
 from wardwatch.core.clock import Clock
@@ -40,21 +43,33 @@ class OccupancyService:
         self.default_target = default_target
         self.tz = ZoneInfo(timezone)
         self.sitrep_hour = sitrep_hour
+        self._cache: tuple[int, occ.Structure] | None = None
 
     def target(self) -> float:
         with self.db.read() as s:
-            system = s.get(HealthSystem, 1)
-            return system.occupancy_target if system else self.default_target
+            return self._target(s)
+
+    def _target(self, s: Session) -> float:
+        system = s.get(HealthSystem, 1)
+        return system.occupancy_target if system else self.default_target
+
+    def _structure(self, s: Session) -> occ.Structure:
+        """Wards and sites, re-read only when the system's structure version moves."""
+        version = s.scalar(select(HealthSystem.structure_version).where(HealthSystem.id == 1))
+        cached = self._cache
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1]
+        struct = occ.structure(s)
+        self._cache = (version if version is not None else -1, struct)
+        return struct
 
     def live(self, *, include_wards: bool = False) -> dict[str, Any]:
         with self.db.read() as s:
-            system = s.get(HealthSystem, 1)
-            target = system.occupancy_target if system else self.default_target
             return occ.snapshot(
                 occ.live_counts(s),
-                occ.ward_meta(s),
+                self._structure(s),
                 at=self.clock.now(),
-                target=target,
+                target=self._target(s),
                 include_wards=include_wards,
             )
 
@@ -63,9 +78,9 @@ class OccupancyService:
         with self.db.read() as s:
             return occ.snapshot(
                 occ.counts_at(s, when),
-                occ.ward_meta(s),
+                self._structure(s),
                 at=when,
-                target=self.target(),
+                target=self._target(s),
                 include_wards=include_wards,
             )
 
@@ -79,6 +94,11 @@ class OccupancyService:
         ward: str | None = None,
         general_acute_only: bool = False,
     ) -> list[dict[str, Any]]:
+        for label, value in (("from", start), ("to", end)):
+            if value.tzinfo is None:
+                raise ValidationFailed(f"'{label}' must carry a time zone (e.g. ...T08:00Z)")
+        if end > self.clock.now():
+            raise ValidationFailed(f"'to' ({end.isoformat()}) is in the future")
         if end <= start:
             raise ValidationFailed("'to' must be after 'from'")
         if step <= timedelta(0):
@@ -116,6 +136,7 @@ class OccupancyService:
                 for key in (m.sitrep_category, "all"):
                     cats.setdefault(key, occ.Counts()).add(state, n)
             stays = occ.long_stays(s, at=when)
+            target = self._target(s)
             names = {m.site_code: (m.site_name, m.site_kind) for m in meta.values()}
         rows = [
             _sitrep_row(code, *names[code], per_site[code], stays.get(code))
@@ -129,7 +150,7 @@ class OccupancyService:
         return {
             "date": day.isoformat(),
             "snapshot_at": when.isoformat(),
-            "target": self.target(),
+            "target": target,
             "rows": rows,
         }
 

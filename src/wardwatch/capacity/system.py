@@ -11,10 +11,11 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.models import Bed, HealthSystem, Site, Ward
+from wardwatch.capacity import counts as bed_counts
+from wardwatch.capacity.models import Bed, HealthSystem, Patient, Site, Stay, Ward
 from wardwatch.capacity.schemas import (
     BedsAdd,
     LoadResult,
@@ -99,7 +100,7 @@ class SystemService:
                     setattr(system, key, value)
             sites = {x.code: x for x in s.scalars(select(Site))}
             wards = {x.code: x for x in s.scalars(select(Ward))}
-            counts = _bed_counts(s)
+            have_beds = _bed_counts(s)
             for site_spec in spec.sites:
                 site = sites.get(site_spec.code)
                 if site is None:
@@ -116,7 +117,7 @@ class SystemService:
                     else:
                         _update_ward(ward, site, ward_spec)
                         result.wards_updated += 1
-                    have = counts.get(ward.id, 0)
+                    have = have_beds.get(ward.id, 0)
                     if ward_spec.beds < have:
                         raise ValidationFailed(
                             f"ward {ward.code} has {have} beds but the file says "
@@ -133,6 +134,7 @@ class SystemService:
                         side_rooms=ward_spec.side_rooms,
                         actor=actor,
                     )
+            _bump(s)
             tx.record("system.loaded", at=self.clock.now(), actor=actor, data=result.model_dump())
         return result
 
@@ -148,6 +150,7 @@ class SystemService:
             changes = req.model_dump(exclude_unset=True)
             for key, value in changes.items():
                 setattr(site, key, value)
+            _bump(tx.session)
             tx.record(
                 "site.updated",
                 at=self.clock.now(),
@@ -178,8 +181,11 @@ class SystemService:
         with self.db.transaction() as tx:
             ward = _ward_by_code(tx.session, code)
             changes = req.model_dump(exclude_unset=True)
+            if changes.get("sex_policy") in ("male", "female"):
+                _require_no_other_sex(tx.session, ward, changes["sex_policy"])
             for key, value in changes.items():
                 setattr(ward, key, value)
+            _bump(tx.session)
             tx.record(
                 "ward.updated",
                 at=self.clock.now(),
@@ -209,6 +215,7 @@ class SystemService:
                 actor=actor,
                 side_room_offset=have,
             )
+            _bump(tx.session)
         return self.get_ward(code)
 
     def load_fragment(self, *, sites: list[SiteSpec], actor: Actor) -> None:
@@ -343,8 +350,38 @@ class SystemService:
             )
         tx.session.flush()
         tx.session.execute(insert(Bed), beds)
+        for bed in beds:
+            bed_counts.add(tx, ward.id, str(bed["state"]), +1)
         tx.session.execute(insert(EventRecord), events)
         return count
+
+
+def _bump(s: Session) -> None:
+    """Tell readers that cache the structure (wards, sites) that it changed."""
+    s.execute(
+        update(HealthSystem)
+        .where(HealthSystem.id == 1)
+        .values(structure_version=HealthSystem.structure_version + 1)
+    )
+
+
+def _require_no_other_sex(s: Session, ward: Ward, policy: str) -> None:
+    others = s.scalar(
+        select(func.count())
+        .select_from(Stay)
+        .join(Bed, Stay.bed_id == Bed.id)
+        .join(Patient, Stay.patient_id == Patient.id)
+        .where(
+            Bed.ward_id == ward.id,
+            Stay.discharged_at.is_(None),
+            Patient.sex.in_([x for x in ("male", "female") if x != policy]),
+        )
+    )
+    if others:
+        raise Conflict(
+            f"ward {ward.code} has {others} patient(s) who are not {policy}: "
+            f"move them before making it {policy}-only"
+        )
 
 
 def _bed_counts(s: Session) -> dict[str, int]:

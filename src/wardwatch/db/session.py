@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,6 +66,10 @@ class Tx:
 
     session: Session
     _pending: list[tuple[EventRecord, str | None, str | None]] = field(default_factory=list)
+    #: Work to do just before the commit, once per key (e.g. applying summed counters).
+    before_commit: dict[str, Callable[[Session], None]] = field(default_factory=dict)
+    #: Room for those hooks' state, by key.
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     def record(
         self,
@@ -164,6 +168,8 @@ class Database:
         tx = Tx(session)
         try:
             yield tx
+            for hook in tx.before_commit.values():
+                hook(session)
             session.flush()
             events = tx._events()
             session.commit()

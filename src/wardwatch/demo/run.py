@@ -22,6 +22,13 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "kent-medway.yaml"
 HISTORY_DAYS = 30
 
 
+def demo_settings(data_dir: Path) -> Settings:
+    """The demo always runs on its own SQLite file, never on WARDWATCH_DATABASE_URL: it
+    loads an example system and admits synthetic patients, which must never reach a real
+    database."""
+    return Settings(data_dir=data_dir, database_url=None)
+
+
 def example_file() -> Path:
     if EXAMPLE.exists():
         return EXAMPLE
@@ -59,7 +66,7 @@ def prepare(
     now = clock.now()
     rng = random.Random(seed)
     past = ManualClock(now - timedelta(days=HISTORY_DAYS))
-    rt = Runtime.build(Settings(data_dir=data_dir), clock=past)
+    rt = Runtime.build(demo_settings(data_dir), clock=past)
     try:
         rt.system.load(load_system_file(system_file or example_file()), DEMO)
         plans = ward_plans(rt)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -79,7 +80,7 @@ def events(
 async def stream(
     request: Request,
     rt: RuntimeDep,
-    _: Reader,
+    who: Reader,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-sent events: one ``event: change`` per logged event, ``id`` = its sequence."""
@@ -98,7 +99,13 @@ async def stream(
                     yield _frame(event)
                 if len(missed) == REPLAY_LIMIT:
                     yield 'event: resync\ndata: {"reason": "too many missed events"}\n\n'
+            checked = time.monotonic()
             while not await request.is_disconnected():
+                if time.monotonic() - checked >= heartbeat:  # even while events flow
+                    checked = time.monotonic()
+                    if not await asyncio.to_thread(_still_allowed, rt, who):
+                        yield 'event: error\ndata: {"reason": "token revoked"}\n\n'
+                        return
                 try:
                     event = await asyncio.wait_for(sub.get(), timeout=heartbeat)
                 except TimeoutError:
@@ -118,6 +125,11 @@ async def stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _still_allowed(rt: Runtime, who: Principal) -> bool:
+    """A stream lives long: end it when its token is revoked."""
+    return rt.auth.is_active(who.token_id)
 
 
 def _frame(event: DomainEvent) -> str:

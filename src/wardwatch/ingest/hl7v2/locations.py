@@ -3,7 +3,9 @@
 A ward is found by its ``pas_point_of_care`` (default: its code) and, when the message gives
 a facility, by its site's ``pas_facility`` (default: the site code). The bed label is looked
 up in the ward's ``pas_beds`` map first (as ``room-bed`` then ``bed``), then taken as a bed
-code, then by the number it ends with ("B03", "3", "Bed 3" → the ward's bed 3).
+code, then by the number it ends with ("B03", "3", "Bed 3" → the ward's bed 3). When a ward
+maps any ``room-bed`` labels, a room and bed it does not map are refused rather than
+guessed: there, bed numbers repeat from bay to bay.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ def resolve(
 def _bed(s: Session, ward: Ward, room: str, label: str) -> Bed | None:
     mapping = ward.pas_beds or {}
     number = mapping.get(f"{room}-{label}") if room else None
+    if number is None and room and any("-" in key for key in mapping):
+        # The ward maps its beds by bay: a bay and bed it does not list is unknown, never
+        # guessed from the bed number alone (bay 1 bed 1 is not bay 2 bed 1).
+        return None
     if number is None:
         number = mapping.get(label)
     beds = list(s.scalars(select(Bed).where(Bed.ward_id == ward.id)))
