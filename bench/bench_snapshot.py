@@ -8,6 +8,8 @@ times, on the same engine:
 
 - baseline: a bare ``SELECT count(*) FROM beds``;
 - ``rt.occupancy.live()`` (system + sites) and ``live(include_wards=True)``;
+- ``GET /api/occupancy`` (and ``?wards=true``) from a real uvicorn server in a thread: the
+  same snapshot plus token check, JSON encoding and HTTP;
 - the parts of ``live()`` one by one (the GROUP BY, the ward-meta query, the Python
   aggregation) to show where the time goes;
 - ``rt.occupancy.at(...)`` at a moment between loading and the state changes, and just after.
@@ -24,9 +26,11 @@ import io
 import json
 import pstats
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 
 from common import (
@@ -41,15 +45,18 @@ from common import (
     open_runtime,
     print_machine,
     selected_backends,
+    serve,
     set_bed_states,
     time_calls,
     time_interleaved,
     write_json,
 )
+from wardwatch.capacity import counts as bed_counts
 from wardwatch.capacity import occupancy as occ
 from wardwatch.runtime import Runtime
 
 GOAL_P95_MS = 50.0
+BASELINE = "baseline: SELECT count(*) FROM beds"
 
 
 def parse_args() -> Any:
@@ -58,6 +65,12 @@ def parse_args() -> Any:
     parser.add_argument("--sites", type=int, default=200, help="sites in the system")
     parser.add_argument("--runs", type=int, default=50, help="timed runs of each live case")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    parser.add_argument(
+        "--part-runs", type=int, default=20, help="timed runs of each part of live()"
+    )
+    parser.add_argument(
+        "--http-runs", type=int, default=20, help="timed GETs of /api/occupancy (0: skip)"
+    )
     parser.add_argument("--at-runs", type=int, default=5, help="timed runs of each at() case")
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of live() per backend"
@@ -121,6 +134,10 @@ def _time_cases(rt: Runtime, args: Any, between: datetime, after: datetime) -> d
 
     def group_by() -> None:
         with rt.db.read() as s:
+            bed_counts.grouped(s)
+
+    def kept() -> None:
+        with rt.db.read() as s:
             occ.live_counts(s)
 
     def meta() -> None:
@@ -132,10 +149,13 @@ def _time_cases(rt: Runtime, args: Any, between: datetime, after: datetime) -> d
     now = datetime.now(UTC)
 
     live_cases = {
-        "baseline: SELECT count(*) FROM beds": baseline,
+        BASELINE: baseline,
         "live() system + sites": lambda: rt.occupancy.live(),
         "live(include_wards=True)": lambda: rt.occupancy.live(include_wards=True),
-        "part: GROUP BY ward, state query": group_by,
+    }
+    part_cases = {
+        "part: GROUP BY ward, state over beds (reference)": group_by,
+        "part: kept per-ward counters query": kept,
         "part: ward-meta query": meta,
         "part: Python snapshot() aggregation": lambda: occ.snapshot(
             rows, wards, at=now, target=0.92
@@ -145,8 +165,37 @@ def _time_cases(rt: Runtime, args: Any, between: datetime, after: datetime) -> d
         ),
     }
     timings = time_interleaved(live_cases, runs=args.runs, warmup=args.warmup)
+    timings.update(time_interleaved(part_cases, runs=args.part_runs, warmup=2))
     for name, t in timings.items():
         print(f"[{rt.db.dialect}] {name}: {_short(t)}", flush=True)
+    if args.http_runs > 0:
+        _, token = rt.auth.create_token(role="read-only", name="bench")
+        with (
+            serve(rt) as url,
+            httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            ) as client,
+        ):
+
+            def get(path: str) -> Callable[[], None]:
+                def call() -> None:
+                    resp = client.get(path)
+                    if resp.status_code != 200:
+                        raise RuntimeError(f"GET {path}: HTTP {resp.status_code}")
+
+                return call
+
+            http = time_interleaved(
+                {
+                    "HTTP GET /api/occupancy": get("/api/occupancy"),
+                    "HTTP GET /api/occupancy?wards=true": get("/api/occupancy?wards=true"),
+                },
+                runs=args.http_runs,
+                warmup=2,
+            )
+        for name, t in http.items():
+            print(f"[{rt.db.dialect}] {name}: {_short(t)}", flush=True)
+        timings.update(http)
     at_cases = {
         "at(): before the state changes": lambda: rt.occupancy.at(between),
         "at(): after the state changes": lambda: rt.occupancy.at(after),
@@ -178,7 +227,7 @@ def report(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
         timings: dict[str, Timing] = r["timings"]
-        base = timings["baseline: SELECT count(*) FROM beds"]
+        base = timings[BASELINE]
         for name, t in timings.items():
             rows.append(
                 [
@@ -188,11 +237,11 @@ def report(results: list[dict[str, Any]]) -> str:
                     t.median_ms,
                     t.p95_ms,
                     t.min_ms,
-                    f"{t.median_ms / base.median_ms:.1f}x",
+                    t.median_ms / base.median_ms,
                 ]
             )
     table = markdown_table(
-        ["backend", "case", "runs", "median ms", "p95 ms", "min ms", "x baseline (median)"],
+        ["backend", "case", "runs", "median ms", "p95 ms", "min ms", "median / baseline median"],
         rows,
     )
     setup = markdown_table(

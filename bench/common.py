@@ -19,21 +19,27 @@ import os
 import platform
 import random
 import secrets
+import socket
 import sqlite3
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from sqlalchemy import Engine, create_engine, insert, literal, select, text, update
 from sqlalchemy.pool import NullPool
 
+import wardwatch
+from wardwatch.app import create_app
+from wardwatch.capacity import counts as bed_counts
 from wardwatch.capacity.models import Bed, Ward
 from wardwatch.capacity.schemas import SystemSpec
 from wardwatch.capacity.states import BedState
@@ -274,7 +280,7 @@ def set_bed_states(rt: Runtime, *, seed: int = 7, with_events: bool = True) -> d
     Returns how many beds went into each state.
     """
     rng = random.Random(seed)
-    beds_t = Bed.__table__
+    beds_t = Bed.metadata.tables["beds"]
     with rt.engine.connect() as conn:
         rows = list(
             conn.execute(
@@ -307,7 +313,7 @@ def set_bed_states(rt: Runtime, *, seed: int = 7, with_events: bool = True) -> d
                 )
         if with_events:
             # One INSERT ... SELECT: every bed stamped with this ``now`` was available.
-            events_t = EventRecord.__table__
+            events_t = EventRecord.metadata.tables["event_log"]
             changed = (
                 select(
                     literal(now, UTCDateTime()),
@@ -339,7 +345,37 @@ def set_bed_states(rt: Runtime, *, seed: int = 7, with_events: bool = True) -> d
                 )
             )
     counts[BedState.AVAILABLE.value] = len(rows) - start
+    # The bulk UPDATE bypassed the services: rebuild the kept per-ward counters from the beds.
+    with rt.db.transaction() as tx:
+        bed_counts.recount(tx.session)
     return counts
+
+
+# --- an HTTP server -----------------------------------------------------------------------
+
+
+@contextmanager
+def serve(rt: Runtime) -> Iterator[str]:
+    """A real uvicorn server for ``create_app(rt)`` on a free local port, in a thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(rt), log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
 
 
 # --- timing --------------------------------------------------------------------------------
@@ -390,7 +426,7 @@ def time_calls(fn: Callable[[], object], *, runs: int, warmup: int = 0) -> Timin
 
 
 def time_interleaved(
-    cases: dict[str, Callable[[], object]], *, runs: int, warmup: int = 0
+    cases: Mapping[str, Callable[[], object]], *, runs: int, warmup: int = 0
 ) -> dict[str, Timing]:
     """Time several callables round-robin (one call of each per round).
 
@@ -469,6 +505,14 @@ def _mem_total() -> str:
     return "unknown"
 
 
+def _loadavg() -> str | None:
+    """1, 5 and 15 minute load averages: how busy the machine was (other work included)."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return None
+
+
 def postgres_version() -> str | None:
     if pg_problem():
         return None
@@ -480,13 +524,33 @@ def postgres_version() -> str | None:
         engine.dispose()
 
 
+def source_commit() -> str | None:
+    """The commit of the wardwatch code being measured (``+dirty`` if its tree has edits).
+
+    Taken from git where the imported package lives; for an exported tree outside git, set
+    ``WARDWATCH_BENCH_SOURCE_COMMIT``.
+    """
+    if os.environ.get("WARDWATCH_BENCH_SOURCE_COMMIT"):
+        return os.environ["WARDWATCH_BENCH_SOURCE_COMMIT"]
+    src = str(Path(wardwatch.__file__).parent)
+
+    def git(*cmd: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", src, *cmd], capture_output=True, text=True, check=False
+            )
+        except OSError:
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return None
+    dirty = git("status", "--porcelain", "--", ".")
+    return f"{head}+dirty" if dirty else head
+
+
 def machine_info() -> dict[str, Any]:
-    try:
-        git = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        git = ""
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
@@ -496,7 +560,9 @@ def machine_info() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres_version(),
         "platform": platform.platform(),
-        "git": git or None,
+        "loadavg": _loadavg(),
+        "wardwatch_source": str(Path(wardwatch.__file__).parent),
+        "git": source_commit(),
     }
 
 
@@ -504,7 +570,8 @@ def print_machine(info: dict[str, Any]) -> None:
     print(
         f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM; "
         f"Python {info['python']}, SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}; "
-        f"{info['date']} (git {info['git']})"
+        f"{info['date']} (git {info['git']}); load average {info['loadavg']}; "
+        f"wardwatch from {info['wardwatch_source']}"
     )
 
 

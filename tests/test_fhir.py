@@ -404,12 +404,15 @@ def test_location_search_errors(small: Runtime, client: TestClient, admin: dict[
     assert r.status_code == 400
     outcome(r.json(), "invalid")
     assert search(client, admin, "Location", name="")["total"] == 37  # empty: ignored
+    outcome(fhir(client, "Location", admin, 400, name="a\x00b"), "invalid")
+    assert search(client, admin, "Location", _offset=10**30)["total"] == 37
 
 
 def test_unknown_ids_types_and_methods(
     small: Runtime, client: TestClient, admin: dict[str, str]
 ) -> None:
-    for path in ("Location/bed-nope", "Location/nothing", "Encounter/stay-nope", "Patient/1"):
+    paths = ("Location/bed-nope", "Location/nothing", "Encounter/stay-nope", "Patient/1")
+    for path in (*paths, "Location/site-%00", "Encounter/a%20b"):
         r = client.get(f"/fhir/{path}", headers=admin)
         assert r.status_code == 404, path
         assert r.headers["content-type"] == "application/fhir+json"
@@ -589,7 +592,7 @@ def _fhir_routes() -> list[APIRoute]:
 def test_every_fhir_route_names_a_permission_and_answers_in_fhir(
     small: Runtime, client: TestClient
 ) -> None:
-    """tests/test_auth.py cannot see included routers yet (HAZ-012): check /fhir here."""
+    """As tests/test_auth.py, and also: every refusal is an OperationOutcome in FHIR JSON."""
     routes = _fhir_routes()
     assert len(routes) >= 7
     for route in routes:

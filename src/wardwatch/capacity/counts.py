@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from wardwatch.capacity.models import Bed
+from wardwatch.capacity.models import Bed, Ward
 from wardwatch.db.base import Base
 from wardwatch.db.session import Tx
 
@@ -63,6 +63,22 @@ def rows(session: Session) -> list[tuple[str, str, int]]:
         )
     )
     return [(w, st, int(n)) for w, st, n in result]
+
+
+def group_rows(session: Session) -> list[tuple[str, str, bool, str, int]]:
+    """(site id, ward kind, general & acute, state, beds), summed in the database."""
+    result = session.execute(
+        select(
+            Ward.site_id,
+            Ward.kind,
+            Ward.general_acute,
+            WardStateCount.state,
+            func.sum(WardStateCount.beds),
+        )
+        .join(Ward, Ward.id == WardStateCount.ward_id)
+        .group_by(Ward.site_id, Ward.kind, Ward.general_acute, WardStateCount.state)
+    )
+    return [(site, kind, bool(ga), state, int(n)) for site, kind, ga, state, n in result if n]
 
 
 def grouped(session: Session) -> list[tuple[str, str, int]]:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from wardwatch.capacity import counts
 from wardwatch.capacity.models import Bed, Site, Stay, Ward
 from wardwatch.capacity.states import BedState
 from wardwatch.db.eventlog import EventRecord
@@ -153,9 +154,8 @@ def ward_meta(s: Session) -> dict[str, WardMeta]:
 
 
 def live_counts(s: Session) -> list[tuple[str, str, int]]:
-    """(ward id, state, beds) for every ward and state present, now."""
-    rows = s.execute(select(Bed.ward_id, Bed.state, func.count()).group_by(Bed.ward_id, Bed.state))
-    return [(w, st, int(n)) for w, st, n in rows]
+    """(ward id, state, beds) for every ward and state present, now (the kept counters)."""
+    return counts.rows(s)
 
 
 def bed_states_at(s: Session, when: datetime) -> dict[str, tuple[str, str]]:
@@ -191,11 +191,46 @@ class Structure:
 
     wards: dict[str, WardMeta]
     sites: list[tuple[str, str, str]]  # (code, name, kind), sorted by code
+    #: One stand-in "ward" per (site, ward kind, G&A) for snapshots summed in the database,
+    #: keyed as :func:`group_key` makes them.
+    groups: dict[str, WardMeta]
+
+
+def group_key(site_id: str, kind: str, general_acute: bool) -> str:
+    return f"{site_id}|{kind}|{int(general_acute)}"
 
 
 def structure(s: Session) -> Structure:
     sites = sorted((c, n, k) for c, n, k in s.execute(select(Site.code, Site.name, Site.kind)))
-    return Structure(wards=ward_meta(s), sites=sites)
+    wards = ward_meta(s)
+    site_of = dict(s.execute(select(Ward.id, Ward.site_id)).all())
+    groups: dict[str, WardMeta] = {}
+    for m in wards.values():
+        key = group_key(site_of[m.id], m.kind, m.general_acute)
+        groups.setdefault(
+            key,
+            WardMeta(
+                id=key,
+                code=key,
+                name="",
+                specialty="",
+                kind=m.kind,
+                general_acute=m.general_acute,
+                age_group=m.age_group,
+                site_code=m.site_code,
+                site_name=m.site_name,
+                site_kind=m.site_kind,
+            ),
+        )
+    return Structure(wards=wards, sites=sites, groups=groups)
+
+
+def live_group_counts(s: Session) -> list[tuple[str, str, int]]:
+    """Counts summed in the database per (site, ward kind, G&A) and state: a few thousand
+    rows at national scale, keyed like :attr:`Structure.groups`."""
+    return [
+        (group_key(site, kind, ga), state, n) for site, kind, ga, state, n in counts.group_rows(s)
+    ]
 
 
 def snapshot(
@@ -213,6 +248,7 @@ def snapshot(
         else Structure(
             wards=meta,
             sites=sorted({(m.site_code, m.site_name, m.site_kind) for m in meta.values()}),
+            groups={},
         )
     )
     per_ward: dict[str, Counts] = {}
@@ -223,12 +259,12 @@ def snapshot(
         c.v[INDEX[state]] += n
     system = _Group()
     sites = {code: _Group() for code, _, _ in struct.sites}
-    for ward_id, counts in per_ward.items():
+    for ward_id, ward_counts in per_ward.items():
         m = struct.wards.get(ward_id)
         if m is None:
             continue
-        system.add(m, counts)
-        sites[m.site_code].add(m, counts)
+        system.add(m, ward_counts)
+        sites[m.site_code].add(m, ward_counts)
     wards_by_site: dict[str, list[WardMeta]] = {}
     if include_wards:
         for m in sorted(struct.wards.values(), key=lambda x: x.code):

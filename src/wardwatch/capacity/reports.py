@@ -65,12 +65,19 @@ class OccupancyService:
 
     def live(self, *, include_wards: bool = False) -> dict[str, Any]:
         with self.db.read() as s:
+            struct = self._structure(s)
+            if include_wards:
+                return occ.snapshot(
+                    occ.live_counts(s),
+                    struct,
+                    at=self.clock.now(),
+                    target=self._target(s),
+                    include_wards=True,
+                )
+            # System and sites only: sum in the database, a few thousand rows at most.
+            groups = occ.Structure(wards=struct.groups, sites=struct.sites, groups={})
             return occ.snapshot(
-                occ.live_counts(s),
-                self._structure(s),
-                at=self.clock.now(),
-                target=self._target(s),
-                include_wards=include_wards,
+                occ.live_group_counts(s), groups, at=self.clock.now(), target=self._target(s)
             )
 
     def at(self, when: datetime, *, include_wards: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ app's exception handlers call :func:`error_response` for paths under ``/fhir``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -46,6 +47,8 @@ DEFAULT_COUNT = 100
 MAX_COUNT = 1000
 _FORMATS = {"json", "application/json", "application/fhir+json"}
 _RESOURCE_TYPES = ("Location", "Encounter", "metadata")
+#: A FHIR id; ``_`` is let through too, so our own ids (``bed_…``) also work in a read.
+_READ_ID = re.compile(r"^[A-Za-z0-9\-._]{1,64}$")
 
 
 # --- responses and errors ------------------------------------------------------------------
@@ -128,6 +131,8 @@ def _collect(items: Iterable[tuple[str, str]], allowed: Iterable[str]) -> dict[s
             raise SearchError(f"unsupported search parameter {name!r} (supported: {supported})")
         if value == "":
             continue
+        if "\x00" in value:
+            raise SearchError(f"{name}: the value contains a NUL character")
         if name in out:
             raise SearchError(
                 f"give {name} once: separate alternatives with commas (AND is not supported)"
@@ -470,8 +475,10 @@ async def search_locations_post(request: Request, rt: RuntimeDep, _: Reader) -> 
 @router.get("/Location/{location_id}", response_class=FhirResponse)
 def read_location(location_id: str, request: Request, rt: RuntimeDep, _: Reader) -> Response:
     _check_format(request)
-    with rt.db.read() as s:
-        location = _read_location(s, fr.from_fhir_id(location_id))
+    location = None
+    if _READ_ID.match(location_id):
+        with rt.db.read() as s:
+            location = _read_location(s, fr.from_fhir_id(location_id))
     if location is None:
         raise NotFound(f"no Location with id {location_id!r}")
     return fhir_response(location)
@@ -512,12 +519,14 @@ def read_encounter(
     encounter_id: str, request: Request, rt: RuntimeDep, who: PatientReader
 ) -> Response:
     _check_format(request)
+    found: list[Encounter] = []
     stay_id = fr.from_fhir_id(encounter_id)
-    with rt.db.read() as s:
-        found, ids, _ = _encounter_page(s, [Stay.id == stay_id], 1, 0)
+    if _READ_ID.match(encounter_id):
+        with rt.db.read() as s:
+            found, _, _ = _encounter_page(s, [Stay.id == stay_id], 1, 0)
     if not found:
-        raise NotFound(f"no Encounter with id {encounter_id!r}")
-    rt.auth.record_read(who, "encounter", ids, detail="fhir read")
+        raise NotFound("no Encounter with that id")  # never echoed: it could be anything
+    rt.auth.record_read(who, "encounter", [stay_id], detail="fhir read")
     return fhir_response(found[0])
 
 

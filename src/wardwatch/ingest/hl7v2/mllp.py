@@ -88,8 +88,8 @@ class MllpServer:
                 buf.extend(data)
                 if not await self._drain_frames(buf, writer, source):
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # the peer went away, or the server is stopping
         finally:
             if task is not None:
                 self._clients.discard(task)

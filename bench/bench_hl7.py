@@ -1,0 +1,218 @@
+"""Benchmark: HL7 v2 ADT messages per second end to end, ACK after commit.
+
+A real MLLP listener (the one ``wardwatch serve`` starts) on loopback; clients send framed
+ADT messages and wait for each ACK before sending the next, as interface engines do. Each
+connection works its own ward through a realistic cycle -- A01 admit, A02 transfer, A03
+discharge, then A20 "U" for both beds once cleaned -- so every message really changes the
+board. Measured over 1 and 8 connections on SQLite and PostgreSQL, beside the rate at which
+python-hl7 alone parses the same messages (the parsing floor) in the same run.
+
+Goal (from the issue): at least 2,000 messages/s on PostgreSQL.
+
+Usage: ``.venv/bin/python bench/bench_hl7.py --backend both --messages 2000``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import hl7
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    base_parser,
+    fmt,
+    load_system,
+    machine_info,
+    markdown_table,
+    open_runtime,
+    print_machine,
+    selected_backends,
+    write_json,
+)
+
+from wardwatch.capacity.schemas import SiteSpec, SystemInfo, SystemSpec, WardSpec  # noqa: E402
+from wardwatch.ingest.hl7v2.mllp import MllpServer  # noqa: E402
+from wardwatch.runtime import Runtime  # noqa: E402
+
+SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+BEDS_PER_WARD = 40
+
+
+def spec(connections: int) -> SystemSpec:
+    wards = [
+        WardSpec(code=f"B-W{i:02d}", name=f"Ward {i}", specialty="general medicine",
+                 beds=BEDS_PER_WARD)
+        for i in range(connections)
+    ]
+    return SystemSpec(
+        system=SystemInfo(code="BENCH", name="HL7 bench"),
+        sites=[SiteSpec(code="B", name="Bench Hospital", kind="acute", wards=wards)],
+    )
+
+
+def messages(conn: int, count: int, run: str) -> Iterator[bytes]:
+    """An endless realistic cycle for one ward, cut at ``count`` messages."""
+    ward = f"B-W{conn:02d}"
+    sent = 0
+    patient = 0
+    base = datetime.now(UTC)  # after the beds were made
+    while True:
+        patient += 1
+        a, b = (patient * 2) % BEDS_PER_WARD + 1, (patient * 2 + 1) % BEDS_PER_WARD + 1
+        pid = f"PID|1||{run}-{conn}-{patient}^^^B^MR||Bench^Patient||19500101|U"
+        for event, bed, extra in (
+            ("A01", a, ""), ("A02", b, ""), ("A03", b, ""),
+            ("A20", a, "U"), ("A20", b, "U"),
+        ):
+            sent += 1
+            ts = (base + timedelta(milliseconds=10 * sent)).strftime("%Y%m%d%H%M%S.%f+0000")
+            cid = f"{run}-{conn}-{sent}"
+            head = (f"MSH|^~\\&|PAS|B|WARDWATCH|B|{ts}||ADT^{event}^ADT_{event}|{cid}|P|2.5.1\r"
+                    f"EVN|{event}|{ts}\r")
+            if event == "A20":
+                body = f"NPU|{ward}^^{bed}^B|{extra}\r"
+            else:
+                body = f"{pid}\rPV1|1|I|{ward}^^{bed}^B\r"
+            yield (head + body).encode()
+            if sent >= count:
+                return
+
+
+class Listener:
+    """The MLLP server on its own event loop thread."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.server = MllpServer(rt.hl7, host="127.0.0.1", port=0)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> int:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self.server.port
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def client(port: int, msgs: list[bytes], acks: list[str], latencies: list[float]) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        for raw in msgs:
+            t0 = time.perf_counter()
+            sock.sendall(SB + raw + EB + CR)
+            data = b""
+            while not data.endswith(EB + CR):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("server closed the connection")
+                data += chunk
+            latencies.append((time.perf_counter() - t0) * 1000)
+            acks.append(data.split(b"MSA|", 1)[1][:2].decode())
+
+
+def end_to_end(rt: Runtime, connections: int, per_conn: int, run: str) -> dict[str, Any]:
+    batches = [list(messages(c, per_conn, run)) for c in range(connections)]
+    acks: list[list[str]] = [[] for _ in range(connections)]
+    lat: list[list[float]] = [[] for _ in range(connections)]
+    with Listener(rt) as port:
+        threads = [threading.Thread(target=client, args=(port, batches[c], acks[c], lat[c]))
+                   for c in range(connections)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+    flat = [a for group in acks for a in group]
+    all_lat = sorted(x for group in lat for x in group)
+    return {
+        "connections": connections,
+        "messages": len(flat),
+        "seconds": round(elapsed, 3),
+        "per_second": len(flat) / elapsed,
+        "aa": flat.count("AA"),
+        "not_aa": len(flat) - flat.count("AA"),
+        "ack_median_ms": all_lat[len(all_lat) // 2],
+        "ack_p99_ms": all_lat[int(len(all_lat) * 0.99) - 1],
+    }
+
+
+def parse_floor(sample: list[bytes], seconds: float = 2.0) -> float:
+    """Messages per second python-hl7 alone parses (decode + split + parse)."""
+    texts = [m.decode() for m in sample]
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for text in texts:
+            hl7.parse(text)
+        n += len(texts)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_backend(backend: str, args: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": backend, "runs": []}
+    sample = list(messages(0, 500, "floor"))
+    out["parse_floor_per_second"] = parse_floor(sample)
+    for connections in (1, 8):
+        with open_runtime(backend) as rt:
+            load_system(rt, spec(connections))
+            per_conn = max(5, args.messages // connections)
+            # A short warm-up on the same board (its own patients), then the timed run.
+            end_to_end(rt, connections, 25, "warm")
+            result = end_to_end(rt, connections, per_conn, "run")
+            result["parse_floor_per_second"] = parse_floor(sample, seconds=1.0)
+            out["runs"].append(result)
+            print(f"[{backend}] {connections} connection(s): {result['per_second']:.0f} msg/s, "
+                  f"{result['not_aa']} not AA; parse floor "
+                  f"{result['parse_floor_per_second']:.0f}/s", flush=True)
+    return out
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for res in results:
+        for run in res["runs"]:
+            rows.append([
+                res["backend"], run["connections"], run["messages"], round(run["per_second"]),
+                round(run["parse_floor_per_second"]),
+                f"{run['per_second'] / run['parse_floor_per_second']:.3f}",
+                round(run["ack_median_ms"], 2), round(run["ack_p99_ms"], 2), run["not_aa"],
+            ])
+    return markdown_table(
+        ["backend", "connections", "messages", "msg/s (ACK after commit)",
+         "python-hl7 parse only /s", "ratio", "ACK median ms", "ACK p99 ms", "not AA"],
+        rows,
+    )
+
+
+def main() -> None:
+    parser = base_parser(__doc__ or "")
+    parser.add_argument("--messages", type=int, default=2000,
+                        help="messages per configuration (split over the connections)")
+    args = parser.parse_args()
+    info = machine_info()
+    print_machine(info)
+    results = [bench_backend(b, args) for b in selected_backends(args.backend)]
+    print()
+    print(report(results))
+    goal = [r for r in results if r["backend"] == "postgres"]
+    if goal:
+        best = max(run["per_second"] for run in goal[0]["runs"])
+        print(f"\nGoal >= 2,000 msg/s on PostgreSQL: best {fmt(best, 0)} msg/s -> "
+              f"{'met' if best >= 2000 else 'NOT met'}")
+    write_json(args.json, {"machine": info, "results": results})
+
+
+if __name__ == "__main__":
+    main()
