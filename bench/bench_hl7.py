@@ -28,7 +28,7 @@ import hl7
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     base_parser,
     fmt,
     load_system,
@@ -39,10 +39,9 @@ from common import (  # noqa: E402
     selected_backends,
     write_json,
 )
-
-from wardwatch.capacity.schemas import SiteSpec, SystemInfo, SystemSpec, WardSpec  # noqa: E402
-from wardwatch.ingest.hl7v2.mllp import MllpServer  # noqa: E402
-from wardwatch.runtime import Runtime  # noqa: E402
+from wardwatch.capacity.schemas import SiteSpec, SystemInfo, SystemSpec, WardSpec
+from wardwatch.ingest.hl7v2.mllp import MllpServer
+from wardwatch.runtime import Runtime
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 BEDS_PER_WARD = 40
@@ -50,8 +49,9 @@ BEDS_PER_WARD = 40
 
 def spec(connections: int) -> SystemSpec:
     wards = [
-        WardSpec(code=f"B-W{i:02d}", name=f"Ward {i}", specialty="general medicine",
-                 beds=BEDS_PER_WARD)
+        WardSpec(
+            code=f"B-W{i:02d}", name=f"Ward {i}", specialty="general medicine", beds=BEDS_PER_WARD
+        )
         for i in range(connections)
     ]
     return SystemSpec(
@@ -71,14 +71,19 @@ def messages(conn: int, count: int, run: str) -> Iterator[bytes]:
         a, b = (patient * 2) % BEDS_PER_WARD + 1, (patient * 2 + 1) % BEDS_PER_WARD + 1
         pid = f"PID|1||{run}-{conn}-{patient}^^^B^MR||Bench^Patient||19500101|U"
         for event, bed, extra in (
-            ("A01", a, ""), ("A02", b, ""), ("A03", b, ""),
-            ("A20", a, "U"), ("A20", b, "U"),
+            ("A01", a, ""),
+            ("A02", b, ""),
+            ("A03", b, ""),
+            ("A20", a, "U"),
+            ("A20", b, "U"),
         ):
             sent += 1
             ts = (base + timedelta(milliseconds=10 * sent)).strftime("%Y%m%d%H%M%S.%f+0000")
             cid = f"{run}-{conn}-{sent}"
-            head = (f"MSH|^~\\&|PAS|B|WARDWATCH|B|{ts}||ADT^{event}^ADT_{event}|{cid}|P|2.5.1\r"
-                    f"EVN|{event}|{ts}\r")
+            head = (
+                f"MSH|^~\\&|PAS|B|WARDWATCH|B|{ts}||ADT^{event}^ADT_{event}|{cid}|P|2.5.1\r"
+                f"EVN|{event}|{ts}\r"
+            )
             if event == "A20":
                 body = f"NPU|{ward}^^{bed}^B|{extra}\r"
             else:
@@ -127,8 +132,10 @@ def end_to_end(rt: Runtime, connections: int, per_conn: int, run: str) -> dict[s
     acks: list[list[str]] = [[] for _ in range(connections)]
     lat: list[list[float]] = [[] for _ in range(connections)]
     with Listener(rt) as port:
-        threads = [threading.Thread(target=client, args=(port, batches[c], acks[c], lat[c]))
-                   for c in range(connections)]
+        threads = [
+            threading.Thread(target=client, args=(port, batches[c], acks[c], lat[c]))
+            for c in range(connections)
+        ]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -173,9 +180,12 @@ def bench_backend(backend: str, args: Any) -> dict[str, Any]:
             result = end_to_end(rt, connections, per_conn, "run")
             result["parse_floor_per_second"] = parse_floor(sample, seconds=1.0)
             out["runs"].append(result)
-            print(f"[{backend}] {connections} connection(s): {result['per_second']:.0f} msg/s, "
-                  f"{result['not_aa']} not AA; parse floor "
-                  f"{result['parse_floor_per_second']:.0f}/s", flush=True)
+            print(
+                f"[{backend}] {connections} connection(s): {result['per_second']:.0f} msg/s, "
+                f"{result['not_aa']} not AA; parse floor "
+                f"{result['parse_floor_per_second']:.0f}/s",
+                flush=True,
+            )
     return out
 
 
@@ -183,23 +193,43 @@ def report(results: list[dict[str, Any]]) -> str:
     rows = []
     for res in results:
         for run in res["runs"]:
-            rows.append([
-                res["backend"], run["connections"], run["messages"], round(run["per_second"]),
-                round(run["parse_floor_per_second"]),
-                f"{run['per_second'] / run['parse_floor_per_second']:.3f}",
-                round(run["ack_median_ms"], 2), round(run["ack_p99_ms"], 2), run["not_aa"],
-            ])
+            rows.append(
+                [
+                    res["backend"],
+                    run["connections"],
+                    run["messages"],
+                    round(run["per_second"]),
+                    round(run["parse_floor_per_second"]),
+                    f"{run['per_second'] / run['parse_floor_per_second']:.3f}",
+                    round(run["ack_median_ms"], 2),
+                    round(run["ack_p99_ms"], 2),
+                    run["not_aa"],
+                ]
+            )
     return markdown_table(
-        ["backend", "connections", "messages", "msg/s (ACK after commit)",
-         "python-hl7 parse only /s", "ratio", "ACK median ms", "ACK p99 ms", "not AA"],
+        [
+            "backend",
+            "connections",
+            "messages",
+            "msg/s (ACK after commit)",
+            "python-hl7 parse only /s",
+            "ratio",
+            "ACK median ms",
+            "ACK p99 ms",
+            "not AA",
+        ],
         rows,
     )
 
 
 def main() -> None:
     parser = base_parser(__doc__ or "")
-    parser.add_argument("--messages", type=int, default=2000,
-                        help="messages per configuration (split over the connections)")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=2000,
+        help="messages per configuration (split over the connections)",
+    )
     args = parser.parse_args()
     info = machine_info()
     print_machine(info)
@@ -209,8 +239,10 @@ def main() -> None:
     goal = [r for r in results if r["backend"] == "postgres"]
     if goal:
         best = max(run["per_second"] for run in goal[0]["runs"])
-        print(f"\nGoal >= 2,000 msg/s on PostgreSQL: best {fmt(best, 0)} msg/s -> "
-              f"{'met' if best >= 2000 else 'NOT met'}")
+        print(
+            f"\nGoal >= 2,000 msg/s on PostgreSQL: best {fmt(best, 0)} msg/s -> "
+            f"{'met' if best >= 2000 else 'NOT met'}"
+        )
     write_json(args.json, {"machine": info, "results": results})
 
 
