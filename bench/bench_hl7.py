@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,13 @@ from wardwatch.ingest.hl7v2.mllp import MllpServer
 from wardwatch.runtime import Runtime
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+TS = "{TS}"
+
+
+def stamp(raw: bytes) -> bytes:
+    """Put the current time into a message's timestamps (MSH-7, EVN-2)."""
+    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S.%f+0000").encode()
+    return raw.replace(TS.encode(), now)
 BEDS_PER_WARD = 40
 
 
@@ -65,7 +72,6 @@ def messages(conn: int, count: int, run: str) -> Iterator[bytes]:
     ward = f"B-W{conn:02d}"
     sent = 0
     patient = 0
-    base = datetime.now(UTC)  # after the beds were made
     while True:
         patient += 1
         a, b = (patient * 2) % BEDS_PER_WARD + 1, (patient * 2 + 1) % BEDS_PER_WARD + 1
@@ -78,7 +84,7 @@ def messages(conn: int, count: int, run: str) -> Iterator[bytes]:
             ("A20", b, "U"),
         ):
             sent += 1
-            ts = (base + timedelta(milliseconds=10 * sent)).strftime("%Y%m%d%H%M%S.%f+0000")
+            ts = TS  # filled in when sent: each event happens as it is sent
             cid = f"{run}-{conn}-{sent}"
             head = (
                 f"MSH|^~\\&|PAS|B|WARDWATCH|B|{ts}||ADT^{event}^ADT_{event}|{cid}|P|2.5.1\r"
@@ -115,8 +121,9 @@ class Listener:
 def client(port: int, msgs: list[bytes], acks: list[str], latencies: list[float]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         for raw in msgs:
+            framed = SB + stamp(raw) + EB + CR
             t0 = time.perf_counter()
-            sock.sendall(SB + raw + EB + CR)
+            sock.sendall(framed)
             data = b""
             while not data.endswith(EB + CR):
                 chunk = sock.recv(65536)
@@ -158,7 +165,7 @@ def end_to_end(rt: Runtime, connections: int, per_conn: int, run: str) -> dict[s
 
 def parse_floor(sample: list[bytes], seconds: float = 2.0) -> float:
     """Messages per second python-hl7 alone parses (decode + split + parse)."""
-    texts = [m.decode() for m in sample]
+    texts = [stamp(m).decode() for m in sample]
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for text in texts:

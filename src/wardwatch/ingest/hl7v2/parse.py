@@ -15,7 +15,10 @@ from zoneinfo import ZoneInfo
 import hl7
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
-_TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?$")
+_TS = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?"  # YYYY[MM[DD[HH[MM[SS]]]]]
+    r"(?:\.(\d{1,6})\d*)?([+-]\d{4})?$"  # [.S to microseconds][+/-ZZZZ]
+)
 
 
 class Hl7Error(Exception):
@@ -167,7 +170,7 @@ def parse_ts(value: str, field: str, tz: ZoneInfo) -> datetime | None:
     m = _TS.match(value.strip())
     if not m:
         raise Hl7Error(f"{field}: {value!r} is not an HL7 timestamp", code="102", location=field)
-    year, month, day, hour, minute, second, offset = m.groups()
+    year, month, day, hour, minute, second, fraction, offset = m.groups()
     zone: tzinfo = tz
     if offset:
         sign = 1 if offset[0] == "+" else -1
@@ -180,6 +183,7 @@ def parse_ts(value: str, field: str, tz: ZoneInfo) -> datetime | None:
             int(hour or 0),
             int(minute or 0),
             int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
             tzinfo=zone,
         )
     except ValueError as exc:
