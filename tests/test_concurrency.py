@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
+from wardwatch.capacity.lookups import open_stay
 from wardwatch.capacity.models import Stay
-from wardwatch.capacity.moves import open_stay
 from wardwatch.capacity.schemas import AdmitRequest, PatientIn, TransferRequest
 from wardwatch.capacity.service import BedFilter
 from wardwatch.capacity.states import BedState

@@ -515,7 +515,7 @@ def test_encounter_for_local_ids_leave_and_virtual_wards(
 
     stay_id = enc["id"].replace("-", "_")
     with small.db.transaction() as tx:  # leave of absence has no API yet (HL7 A21)
-        from wardwatch.capacity.moves import open_stay
+        from wardwatch.capacity.lookups import open_stay
         from wardwatch.core.actor import SYSTEM
 
         small.capacity.moves.leave(tx, open_stay(tx.session, stay_id), SYSTEM, out=True)

@@ -14,8 +14,9 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
 
+from wardwatch.capacity.lookups import open_stay
 from wardwatch.capacity.models import Bed, Patient, PendingMove, Site, Stay, Ward
-from wardwatch.capacity.moves import BedMoves, open_stay
+from wardwatch.capacity.moves import BedMoves
 from wardwatch.capacity.schemas import (
     AdmitRequest,
     BedRead,

@@ -16,15 +16,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from wardwatch.capacity.models import Patient, Stay
-from wardwatch.capacity.moves import (
-    BedMoves,
+from wardwatch.capacity.lookups import (
     find_or_create_patient,
     find_patient,
     lock_bed,
     open_stay_of,
     validated_patient,
 )
+from wardwatch.capacity.models import Patient, Stay
+from wardwatch.capacity.moves import BedMoves
 from wardwatch.capacity.nhs import nhs_number_problem, normalise_nhs_number
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.states import BedState
