@@ -4,9 +4,9 @@ patients). Reads that precede a change lock their rows (PostgreSQL ``FOR UPDATE`
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from wardwatch.capacity.models import Bed, Patient, Stay
+from wardwatch.capacity.models import Bed, Patient, Stay, Ward
 from wardwatch.capacity.nhs import nhs_number_problem, normalise_nhs_number
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.states import ADMITTABLE, BedState
@@ -15,7 +15,13 @@ from wardwatch.core.ids import new_id
 
 
 def lock_bed(session: Session, bed_id: str) -> Bed:
-    bed = session.execute(select(Bed).where(Bed.id == bed_id).with_for_update()).scalar()
+    """Read a bed (with its ward and site, which every move logs) and lock the bed's row."""
+    bed = session.execute(
+        select(Bed)
+        .options(joinedload(Bed.ward).joinedload(Ward.site))
+        .where(Bed.id == bed_id)
+        .with_for_update(of=Bed)
+    ).scalar()
     if bed is None:
         raise NotFound(f"no bed with id {bed_id!r}")
     return bed

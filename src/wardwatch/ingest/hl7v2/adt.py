@@ -10,7 +10,7 @@ they cancel and are refused when the board has moved on (the bed was taken).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -74,6 +74,7 @@ class Adt:
     tz: ZoneInfo
     actor: Actor
     message_id: str
+    _patients: dict[int, PatientIn] = field(default_factory=dict)
 
     # --- fields -----------------------------------------------------------------------
 
@@ -85,6 +86,13 @@ class Adt:
         return event_time(self.msg, self.tz)
 
     def patient_in(self, occurrence: int = 1) -> PatientIn:
+        """The patient a PID segment names (read once per message and occurrence)."""
+        cached = self._patients.get(occurrence)
+        if cached is None:
+            cached = self._patients[occurrence] = self._read_patient(occurrence)
+        return cached
+
+    def _read_patient(self, occurrence: int) -> PatientIn:
         if not self.msg.segments("PID")[occurrence - 1 : occurrence]:
             raise Hl7Error("the message has no PID segment", code="100", location="PID")
         nhs, local = None, None
@@ -203,8 +211,8 @@ class Adt:
 
 def event_time(msg: Parsed, tz: ZoneInfo) -> datetime | None:
     """When the event happened: EVN-6, else EVN-2 (recorded), else MSH-7."""
-    for seg, field in (("EVN", 6), ("EVN", 2), ("MSH", 7)):
-        value = parse_ts(msg.get(seg, field), f"{seg}-{field}", tz)
+    for seg, position in (("EVN", 6), ("EVN", 2), ("MSH", 7)):
+        value = parse_ts(msg.get(seg, position), f"{seg}-{position}", tz)
         if value is not None:
             return value
     return None
