@@ -25,7 +25,7 @@ from wardwatch.capacity.lookups import (
     require_open,
     validated_patient,
 )
-from wardwatch.capacity.models import Bed, PendingMove, Stay
+from wardwatch.capacity.models import Bed, Stay
 from wardwatch.capacity.pending import PendingMoves
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.states import CLEANING_TRANSITIONS, BedState, check_manual
@@ -37,7 +37,8 @@ from wardwatch.db.session import Tx
 
 S = BedState
 #: Where a bed may be taken back from when a discharge or transfer is cancelled.
-RECLAIMABLE = frozenset({S.AWAITING_CLEAN, S.CLEANING, S.AVAILABLE, S.RESERVED})
+#: (A reserved bed is held for someone: it is never taken back.)
+RECLAIMABLE = frozenset({S.AWAITING_CLEAN, S.CLEANING, S.AVAILABLE})
 
 
 class BedMoves(PendingMoves):
@@ -101,8 +102,9 @@ class BedMoves(PendingMoves):
         )
         s.add(stay)
         s.flush()
+        self.take_reservation(tx, bed.id, patient.id)
         self.set_state(tx, bed, S.OCCUPIED, actor, "stay.admitted", stay_id=stay.id, at=when)
-        self._close_pending(tx, patient.id, "admit", "done", actor)
+        self.close_pending(tx, patient.id, "admit", "done", actor, at=when)
         tx.audit(at=when, actor=actor, action="create", resource="stay", ids=[stay.id])
         return stay
 
@@ -148,7 +150,8 @@ class BedMoves(PendingMoves):
             at=when,
         )
         stay.bed_id = target.id
-        self._close_pending(tx, stay.patient_id, "transfer", "done", actor)
+        self.take_reservation(tx, target.id, stay.patient_id)
+        self.close_pending(tx, stay.patient_id, "transfer", "done", actor, at=when)
         tx.audit(
             at=when, actor=actor, action="update", resource="stay", ids=[stay.id], detail=event
         )
@@ -181,7 +184,8 @@ class BedMoves(PendingMoves):
             at=when,
             data={"destination": destination, "pathway": pathway},
         )
-        self._close_pending(tx, stay.patient_id, "discharge", "done", actor)
+        self.close_pending(tx, stay.patient_id, "discharge", "done", actor, at=when)
+        self.close_pending(tx, stay.patient_id, "transfer", "cancelled", actor, at=when)
         _audit_stay(tx, stay, actor, when, "discharge")
         return stay
 
@@ -198,11 +202,13 @@ class BedMoves(PendingMoves):
         require_open(stay)
         bed = lock_bed(tx.session, stay.bed_id)
         before = self._state_before(tx.session, bed.id, stay.id, "stay.admitted")
-        if before == S.RESERVED and not self._reopen_pending_admit(tx.session, stay, bed):
+        if before == S.RESERVED and not self.reopen_pending(tx, stay.patient_id, "admit", bed.id):
             before = S.AVAILABLE
         when = self.when(bed, at)
         stay.discharged_at = when
         stay.cancelled_at = when
+        for kind in ("transfer", "discharge"):
+            self.close_pending(tx, stay.patient_id, kind, "cancelled", actor, at=when)
         self.set_state(
             tx,
             bed,
@@ -216,43 +222,26 @@ class BedMoves(PendingMoves):
         _audit_stay(tx, stay, actor, when, "admission cancelled")
         return stay
 
-    def _reopen_pending_admit(self, s: Session, stay: Stay, bed: Bed) -> bool:
-        move = s.scalars(
-            select(PendingMove)
-            .where(
-                PendingMove.patient_id == stay.patient_id,
-                PendingMove.kind == "admit",
-                PendingMove.status == "done",
-                PendingMove.to_bed_id == bed.id,
-            )
-            .order_by(PendingMove.closed_at.desc())
-            .limit(1)
-        ).first()
-        if move is None:
-            return False
-        move.status, move.closed_at = "pending", None
-        return True
-
     def cancel_transfer(
         self, tx: Tx, stay: Stay, actor: Actor, *, at: datetime | None = None
     ) -> Stay:
         """Undo the last transfer: back to the bed the patient came from."""
         require_open(stay)
-        last = tx.session.scalars(
-            select(EventRecord)
-            .where(EventRecord.stay_id == stay.id, EventRecord.type == "stay.transferred_out")
-            .order_by(EventRecord.seq.desc())
-            .limit(1)
-        ).first()
+        last = self._last_open_transfer(tx.session, stay)
         if last is None or last.bed_id is None:
             raise Conflict("this stay has no transfer to cancel")
         current, previous = lock_two(tx.session, stay.bed_id, last.bed_id)
         if BedState(previous.state) not in RECLAIMABLE:
+            held = " (held for another patient)" if previous.state == S.RESERVED.value else ""
             raise Conflict(
                 f"cannot cancel the transfer: the previous bed {previous.code} is "
-                f"now {previous.state}"
+                f"now {previous.state}{held}"
             )
         before = self._state_before(tx.session, current.id, stay.id, "stay.transferred_in")
+        if before == S.RESERVED and not self.reopen_pending(
+            tx, stay.patient_id, "transfer", current.id
+        ):
+            before = S.AVAILABLE
         when = max(self.when(current, at), self.when(previous, at))
         data = {"from_bed": current.code, "to_bed": previous.code}
         self.set_state(
@@ -279,6 +268,25 @@ class BedMoves(PendingMoves):
         _audit_stay(tx, stay, actor, when, "transfer cancelled")
         return stay
 
+    @staticmethod
+    def _last_open_transfer(s: Session, stay: Stay) -> EventRecord | None:
+        """The stay's latest transfer that no later cancellation has undone."""
+        events = s.scalars(
+            select(EventRecord)
+            .where(
+                EventRecord.stay_id == stay.id,
+                EventRecord.type.in_(["stay.transferred_out", "stay.transfer_cancelled_out"]),
+            )
+            .order_by(EventRecord.seq)
+        ).all()
+        undone: list[EventRecord] = []
+        for event in events:
+            if event.type == "stay.transferred_out":
+                undone.append(event)
+            elif undone:
+                undone.pop()
+        return undone[-1] if undone else None
+
     def cancel_discharge(
         self, tx: Tx, stay: Stay, actor: Actor, *, at: datetime | None = None
     ) -> Stay:
@@ -289,7 +297,8 @@ class BedMoves(PendingMoves):
             raise Conflict("this admission was cancelled")
         bed = lock_bed(tx.session, stay.bed_id)
         if BedState(bed.state) not in RECLAIMABLE:
-            raise Conflict(f"cannot cancel the discharge: bed {bed.code} is now {bed.state}")
+            held = " (held for another patient)" if bed.state == S.RESERVED.value else ""
+            raise Conflict(f"cannot cancel the discharge: bed {bed.code} is now {bed.state}{held}")
         require_no_open_stay(tx.session, stay.patient)
         when = self.when(bed, at)
         stay.discharged_at = None

@@ -395,7 +395,9 @@ def long_stays(s: Session, *, at: datetime) -> dict[str, dict[str, int]]:
         .join(Ward, Bed.ward_id == Ward.id)
         .join(Site, Ward.site_id == Site.id)
         .where(
-            Stay.admitted_at <= oldest, (Stay.discharged_at.is_(None)) | (Stay.discharged_at > at)
+            Stay.admitted_at <= oldest,
+            (Stay.discharged_at.is_(None)) | (Stay.discharged_at > at),
+            Stay.cancelled_at.is_(None),  # an admission cancelled (A11) never happened
         )
     )
     out: dict[str, dict[str, int]] = {"SYSTEM": {f"{d}+": 0 for d in LONG_STAY_DAYS}}

@@ -21,6 +21,10 @@ S = BedState
 
 
 class PendingMoves(BedWriter):
+    """A reservation belongs to the pending move that made it (``PendingMove.reserved``):
+    only that move may release it, and a move that takes a bed reserved for someone else
+    marks their reservation as lost."""
+
     def expect(
         self,
         tx: Tx,
@@ -33,10 +37,12 @@ class PendingMoves(BedWriter):
         to_ward_id: str | None = None,
         expected_at: datetime | None = None,
         source: str | None = None,
+        at: datetime | None = None,
     ) -> PendingMove:
         """Record an expected move; reserve the bed it names if that bed is available."""
         s = tx.session
-        self._close_pending(tx, patient.id, kind, "cancelled", actor)  # newer plan replaces
+        self.close_pending(tx, patient.id, kind, "cancelled", actor, at=at)  # newer plan wins
+        now = self.clock.now()
         move = PendingMove(
             id=new_id("pend"),
             kind=kind,
@@ -47,13 +53,14 @@ class PendingMoves(BedWriter):
             to_bed_id=to_bed_id,
             to_ward_id=to_ward_id,
             expected_at=expected_at,
-            created_at=self.clock.now(),
+            created_at=now,
             source=source,
         )
+        when = now if at is None else min(now, at)
         if to_bed_id is not None:
             bed = lock_bed(s, to_bed_id)
             if bed.state == S.AVAILABLE.value:
-                self.set_state(
+                when = self.set_state(
                     tx,
                     bed,
                     S.RESERVED,
@@ -61,11 +68,12 @@ class PendingMoves(BedWriter):
                     "bed.reserved",
                     reason=f"expected {kind}",
                     data={"pending": move.id},
+                    at=at,
                 )
                 move.reserved = True
         s.add(move)
         tx.audit(
-            at=self.clock.now(),
+            at=when,
             actor=actor,
             action="create",
             resource="pending",
@@ -84,22 +92,31 @@ class PendingMoves(BedWriter):
                 lock_bed(s, anchor),
                 f"pending.{kind}",
                 actor,
-                at=self.clock.now(),
+                at=when,
                 stay_id=stay.id if stay else None,
                 data=data,
             )
         else:
-            tx.record(
-                f"pending.{kind}", at=self.clock.now(), actor=actor, ward_id=to_ward_id, data=data
-            )
+            tx.record(f"pending.{kind}", at=when, actor=actor, ward_id=to_ward_id, data=data)
         return move
 
-    def cancel_expected(self, tx: Tx, kind: str, patient: Patient, actor: Actor) -> None:
-        if not self._close_pending(tx, patient.id, kind, "cancelled", actor):
+    def cancel_expected(
+        self, tx: Tx, kind: str, patient: Patient, actor: Actor, *, at: datetime | None = None
+    ) -> None:
+        if not self.close_pending(tx, patient.id, kind, "cancelled", actor, at=at):
             raise Conflict(f"there is no pending {kind} for this patient to cancel")
 
-    def _close_pending(self, tx: Tx, patient_id: str, kind: str, status: str, actor: Actor) -> int:
-        """Close a patient's pending moves of ``kind``; release beds still held for them."""
+    def close_pending(
+        self,
+        tx: Tx,
+        patient_id: str,
+        kind: str,
+        status: str,
+        actor: Actor,
+        *,
+        at: datetime | None = None,
+    ) -> int:
+        """Close a patient's pending moves of ``kind``; release the beds they still hold."""
         moves = tx.session.scalars(
             select(PendingMove).where(
                 PendingMove.patient_id == patient_id,
@@ -111,6 +128,7 @@ class PendingMoves(BedWriter):
             move.status = status
             move.closed_at = self.clock.now()
             if move.reserved and move.to_bed_id:
+                move.reserved = False
                 bed = lock_bed(tx.session, move.to_bed_id)
                 if bed.state == S.RESERVED.value:
                     self.set_state(
@@ -120,5 +138,55 @@ class PendingMoves(BedWriter):
                         actor,
                         "bed.reservation_released",
                         data={"pending": move.id},
+                        at=at,
                     )
         return len(moves)
+
+    def take_reservation(self, tx: Tx, bed_id: str, patient_id: str) -> None:
+        """A patient is moving into ``bed_id``: any other patient's reservation of it is lost
+        (their pending move stays open, no longer holding a bed)."""
+        others = tx.session.scalars(
+            select(PendingMove).where(
+                PendingMove.to_bed_id == bed_id,
+                PendingMove.status == "pending",
+                PendingMove.reserved.is_(True),
+                PendingMove.patient_id != patient_id,
+            )
+        ).all()
+        for move in others:
+            move.reserved = False
+
+    def holds_reservation(self, tx: Tx, bed_id: str, patient_id: str) -> bool:
+        """Whether ``bed_id`` is reserved by a pending move of this patient."""
+        return (
+            tx.session.scalar(
+                select(PendingMove.id)
+                .where(
+                    PendingMove.to_bed_id == bed_id,
+                    PendingMove.status == "pending",
+                    PendingMove.reserved.is_(True),
+                    PendingMove.patient_id == patient_id,
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+    def reopen_pending(self, tx: Tx, patient_id: str, kind: str, bed_id: str) -> bool:
+        """Undo the completion of this patient's latest ``kind`` move into ``bed_id``
+        (a cancelled admission or transfer): it is pending, and holding the bed, again."""
+        move = tx.session.scalars(
+            select(PendingMove)
+            .where(
+                PendingMove.patient_id == patient_id,
+                PendingMove.kind == kind,
+                PendingMove.status == "done",
+                PendingMove.to_bed_id == bed_id,
+            )
+            .order_by(PendingMove.closed_at.desc())
+            .limit(1)
+        ).first()
+        if move is None:
+            return False
+        move.status, move.closed_at, move.reserved = "pending", None, True
+        return True

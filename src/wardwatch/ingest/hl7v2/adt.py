@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from wardwatch.capacity.lookups import (
@@ -116,7 +117,14 @@ class Adt:
         if not nhs and not local:
             raise Hl7Error("PID-3 carries no patient identifier", code="101", location="PID^1^3")
         sex = SEX.get(self.msg.get("PID", 8, occurrence=occurrence).upper())
-        return validated_patient(PatientIn(nhs_number=nhs, local_id=local, sex=sex))
+        try:
+            return validated_patient(PatientIn(nhs_number=nhs, local_id=local, sex=sex))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise Hl7Error(
+                f"PID-3: {where}: {first['msg']}", code="102", location="PID^1^3"
+            ) from exc
 
     def place(self, field: int, occurrence: int = 1) -> Place | None:
         g = self.msg.get
@@ -142,7 +150,18 @@ class Adt:
         return place.bed_id, place.bed_code
 
     def visit(self, occurrence: int = 1) -> str | None:
-        return self.msg.get("PV1", 19, occurrence=occurrence) or None
+        return self.short("PV1", 19, 40, occurrence=occurrence) or None
+
+    def short(self, segment: str, position: int, limit: int, *, occurrence: int = 1) -> str:
+        """A field that must fit what we keep of it (else a clear data type error)."""
+        value = self.msg.get(segment, position, occurrence=occurrence)
+        if len(value) > limit:
+            raise Hl7Error(
+                f"{segment}-{position} is longer than {limit} characters",
+                code="102",
+                location=f"{segment}^{occurrence}^{position}",
+            )
+        return value
 
     # --- patients and stays -------------------------------------------------------------
 
@@ -192,11 +211,17 @@ class Adt:
         if at is None:
             return None
         clock = self.tx.session.get(Hl7PatientClock, patient.id)
-        return clock.last_event_at if clock and at < clock.last_event_at else None
+        # In the hour the clocks go back a local time names two instants: take the later,
+        # so that a real later event is never dropped as stale.
+        latest = at.replace(fold=1)
+        return clock.last_event_at if clock and latest < clock.last_event_at else None
 
     def advance(self, patient: Patient, at: datetime | None) -> None:
+        """Remember the latest bed move applied for this patient (never beyond now: a sender
+        whose clock runs fast must not lock out its own later messages)."""
         if at is None:
             return
+        at = min(at, self.moves.clock.now())
         clock = self.tx.session.get(Hl7PatientClock, patient.id)
         if clock is None:
             self.tx.session.add(
@@ -230,14 +255,16 @@ def apply(adt: Adt) -> Outcome:
         )
     at = adt.event_time()
     if adt.trigger in PATIENT_EVENTS_NEEDING_ORDER:
-        patient = find_patient(adt.tx.session, adt.patient_in())
-        later = adt.superseded(patient, at) if patient else None
-        if later is not None:
-            return Outcome(
-                "ignored",
-                f"not applied: a later event for this patient "
-                f"({later.isoformat()}) was already applied",
-            )
+        occurrences = (1, 2) if adt.trigger == "A17" else (1,)
+        for occurrence in occurrences:
+            patient = find_patient(adt.tx.session, adt.patient_in(occurrence))
+            later = adt.superseded(patient, at) if patient else None
+            if later is not None:
+                return Outcome(
+                    "ignored",
+                    f"not applied: a later event for this patient "
+                    f"({later.isoformat()}) was already applied",
+                )
     return handler(adt, at)
 
 
@@ -252,7 +279,7 @@ def _a01_admit(adt: Adt, at: datetime | None) -> Outcome:
         adt.patient_in(),
         adt.actor,
         at=at,
-        source=adt.msg.get("PV1", 14) or "pas",
+        source=adt.short("PV1", 14, 40) or "pas",
         visit_number=adt.visit(),
     )
     adt.advance(stay.patient, at)
@@ -260,8 +287,7 @@ def _a01_admit(adt: Adt, at: datetime | None) -> Outcome:
 
 
 def _a04_register(adt: Adt, at: datetime | None) -> Outcome:
-    patient = find_or_create_patient(adt.tx.session, adt.patient_in())
-    adt.advance(patient, at)
+    find_or_create_patient(adt.tx.session, adt.patient_in())
     return Outcome("accepted", "patient registered (no bed change)")
 
 
@@ -278,8 +304,8 @@ def _pending_admit(adt: Adt, at: datetime | None) -> Outcome:
         to_ward_id=place.ward_id if place else None,
         expected_at=expected or at,
         source=f"HL7 {adt.trigger}",
+        at=at,
     )
-    adt.advance(patient, at)
     where = (place.bed_code or place.ward_code) if place else "no location yet"
     held = ", bed reserved" if move.reserved else ""
     return Outcome("accepted", f"expected admission ({where}){held}")
@@ -319,7 +345,6 @@ def _a08_update(adt: Adt, at: datetime | None) -> Outcome:
     edd = parse_ts(adt.msg.get("PV2", 9), "PV2-9", adt.tz)
     if stay is not None and edd is not None:
         stay.expected_discharge_date = edd.astimezone(adt.tz).date()
-    adt.advance(patient, at)
     return Outcome("accepted", "patient details updated")
 
 
@@ -360,8 +385,8 @@ def _a15_pending_transfer(adt: Adt, at: datetime | None) -> Outcome:
         to_ward_id=place.ward_id,
         expected_at=at,
         source="HL7 A15",
+        at=at,
     )
-    adt.advance(patient, at)
     held = ", bed reserved" if move.reserved else ""
     return Outcome("accepted", f"expected transfer to {place.bed_code or place.ward_code}{held}")
 
@@ -371,17 +396,23 @@ def _a16_pending_discharge(adt: Adt, at: datetime | None) -> Outcome:
     stay = adt.open_stay(patient)
     expected = parse_ts(adt.msg.get("PV2", 9), "PV2-9", adt.tz) or at
     adt.moves.expect(
-        adt.tx, "discharge", patient, adt.actor, stay=stay, expected_at=expected, source="HL7 A16"
+        adt.tx,
+        "discharge",
+        patient,
+        adt.actor,
+        stay=stay,
+        expected_at=expected,
+        source="HL7 A16",
+        at=at,
     )
     if expected is not None:
         stay.expected_discharge_date = expected.astimezone(adt.tz).date()
-    adt.advance(patient, at)
     return Outcome("accepted", "expected discharge recorded")
 
 
 def _cancel_pending(kind: str) -> Callable[[Adt, datetime | None], Outcome]:
     def handler(adt: Adt, at: datetime | None) -> Outcome:
-        adt.moves.cancel_expected(adt.tx, kind, adt.known_patient(), adt.actor)
+        adt.moves.cancel_expected(adt.tx, kind, adt.known_patient(), adt.actor, at=at)
         return Outcome("accepted", f"pending {kind} cancelled")
 
     return handler
@@ -391,6 +422,8 @@ def _a17_swap(adt: Adt, at: datetime | None) -> Outcome:
     if len(adt.msg.segments("PID")) < 2 or len(adt.msg.segments("PV1")) < 2:
         raise Hl7Error("A17 needs two PID/PV1 groups", code="100", location="PID")
     first, second = adt.known_patient(1), adt.known_patient(2)
+    if first.id == second.id:
+        raise Hl7Error("A17 names the same patient twice", code="205", location="PID^2^3")
     a, b = adt.open_stay(first, 1), adt.open_stay(second, 2)
     adt.moves.swap(adt.tx, a, b, adt.actor, at=at)
     adt.advance(first, at)

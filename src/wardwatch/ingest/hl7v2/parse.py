@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import hl7
 
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
+MAX_CONTROL_ID = 80  # the hl7_messages column; HL7 itself allows 20 (2.3) to 199 (2.5.1)
 _TS = re.compile(
     r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?"  # YYYY[MM[DD[HH[MM[SS]]]]]
     r"(?:\.(\d{1,6})\d*)?([+-]\d{4})?$"  # [.S to microseconds][+/-ZZZZ]
@@ -148,6 +149,13 @@ def parse(raw: bytes) -> Parsed:
     except Exception as exc:  # python-hl7 raises several kinds on broken input
         raise Hl7Error(f"the message cannot be parsed: {exc}", ack="AR", code="102") from exc
     parsed = Parsed(message, text)
+    if len(parsed.control_id) > MAX_CONTROL_ID:
+        raise Hl7Error(
+            f"MSH-10 is longer than {MAX_CONTROL_ID} characters",
+            ack="AR",
+            code="102",
+            location="MSH^1^10",
+        )
     if not parsed.control_id:
         raise Hl7Error(
             "MSH-10 (message control id) is empty", ack="AR", code="101", location="MSH^1^10"
@@ -172,10 +180,10 @@ def parse_ts(value: str, field: str, tz: ZoneInfo) -> datetime | None:
         raise Hl7Error(f"{field}: {value!r} is not an HL7 timestamp", code="102", location=field)
     year, month, day, hour, minute, second, fraction, offset = m.groups()
     zone: tzinfo = tz
-    if offset:
-        sign = 1 if offset[0] == "+" else -1
-        zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
     try:
+        if offset:
+            sign = 1 if offset[0] == "+" else -1
+            zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
         return datetime(
             int(year),
             int(month or 1),

@@ -76,15 +76,20 @@ class Hl7Service:
         except Exception:
             log.exception("HL7 message could not be processed")
             error = Hl7Error(
-                "internal error while applying the message; it was not applied "
-                "and will be applied if sent again",
+                "internal error while applying the message; it was not applied and is "
+                "kept in quarantine",
                 code="207",
             )
             try:
                 msg: Parsed | None = parse(raw)
             except Hl7Error:
                 msg = None
-            return self._reply(msg, "AE", error.text, "failed", None, error)
+            try:
+                row_id: str | None = self._quarantine_unparsed(raw, error, source)
+            except Exception:  # the database itself is failing: the sender keeps it
+                log.exception("HL7 message could not be stored either")
+                row_id = None
+            return self._reply(msg, "AE", error.text, "quarantined", row_id, error)
 
     def _handle(self, raw: bytes, source: str | None) -> Handled:
         try:
@@ -191,13 +196,16 @@ class Hl7Service:
         if existing is not None:
             row = s.get(Hl7Message, existing)
             row.status, row.ack_code, row.detail = status, ack_code, detail
+            if row.control_id is None:  # kept before it could be read: now it has its key
+                row.key, row.control_id = msg.key[:240], msg.control_id
+                row.message_type, row.version = msg.message_type, msg.version
             row.error_location, row.processed_at = location, now
             row.attempts += 1
             return
         s.add(
             Hl7Message(
                 id=row_id,
-                key=msg.key,
+                key=msg.key[:240],
                 control_id=msg.control_id,
                 message_type=msg.message_type,
                 version=msg.version,
