@@ -51,6 +51,8 @@ def stamp(raw: bytes) -> bytes:
     """Put the current time into a message's timestamps (MSH-7, EVN-2)."""
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S.%f+0000").encode()
     return raw.replace(TS.encode(), now)
+
+
 BEDS_PER_WARD = 40
 
 
