@@ -236,3 +236,30 @@ def test_eight_concurrent_connections(mllp: tuple[Runtime, int]) -> None:
     assert sorted(results) == list(range(8))
     assert all(codes == ["AA", "AA"] for codes in results.values()), results
     assert _occupied(rt) == set(beds)
+
+
+def test_an_end_block_without_its_carriage_return_still_ends_the_frame(
+    mllp: tuple[Runtime, int],
+) -> None:
+    rt, port = mllp
+    with _connect(port) as sock:
+        sock.sendall(
+            SB + adt("A01", T0, pid("E1"), pv1("ACU1-AMU^^1^ACU1"), control_id="NOCR-1") + EB
+        )  # no 0x0D
+        assert ack_fields(_read_frame(sock))["control_id"] == "NOCR-1"
+        sock.sendall(
+            CR + _frame(adt("A01", T0, pid("E2"), pv1("ACU1-AMU^^2^ACU1"), control_id="NOCR-2"))
+        )  # the late 0x0D is skipped
+        assert ack_fields(_read_frame(sock))["code"] == "AA"
+    assert _occupied(rt) == {"ACU1-AMU-01", "ACU1-AMU-02"}
+
+
+def test_an_oversized_message_is_refused_and_the_connection_closed(
+    mllp: tuple[Runtime, int],
+) -> None:
+    _, port = mllp  # the listener's limit is 1 MiB
+    with _connect(port) as sock:
+        sock.sendall(SB + b"MSH|^~\\&|" + b"X" * (1 << 20) + b"\r")
+        nak = ack_fields(_read_frame(sock))
+        assert nak["code"] == "AR" and "larger than" in nak["text"]
+        assert sock.recv(100) == b""

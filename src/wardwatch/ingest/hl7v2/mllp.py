@@ -116,7 +116,9 @@ class MllpServer:
                 )
                 await self._send(writer, handled)
                 return False
-            end = buf.find(END + CR)
+            # The end block is 0x1C 0x0D; some senders omit the 0x0D, so 0x1C alone ends a
+            # frame too (a 0x0D that arrives later is skipped as whitespace).
+            end = buf.find(END)
             inner = buf.find(START, 1, end if end != -1 else len(buf))
             if inner != -1:  # a new frame began before this one ended
                 cut = bytes(buf[1:inner])
@@ -136,7 +138,8 @@ class MllpServer:
             if end == -1:
                 if len(buf) > self.max_message:
                     handled = await self._run(
-                        lambda: self.service.reject(
+                        partial(
+                            self.service.reject,
                             bytes(buf[1:4096]),
                             f"message larger than {self.max_message} bytes",
                             source=source,
@@ -146,6 +149,6 @@ class MllpServer:
                     return False
                 return True
             message = bytes(buf[1:end])
-            del buf[: end + 2]
+            del buf[: end + (2 if buf[end + 1 : end + 2] == CR else 1)]
             handled = await self._run(partial(self.service.handle, message, source=source))
             await self._send(writer, handled)
