@@ -13,14 +13,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import hl7.client
 import pytest
-import uvicorn
 
 from tests.conftest import PAYLOADS
 from tests.hl7util import ack_fields, adt, pid, pv1
+from tests.serving import free_port, serving
 from wardwatch.app import create_app
 from wardwatch.capacity.service import BedFilter
 from wardwatch.core.clock import ManualClock
@@ -30,37 +31,13 @@ SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 T0 = "20260105100000"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def mllp(small: Runtime, clock: ManualClock) -> Iterator[tuple[Runtime, int]]:
     """The app with its MLLP listener, served by uvicorn in a thread, as `serve` runs it."""
-    from datetime import UTC, datetime
-
     clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(small, mllp_port=port),
-            host="127.0.0.1",
-            port=_free_port(),
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield small, port
-    server.should_exit = True
-    thread.join(timeout=10)
+    port = free_port()
+    with serving(create_app(small, mllp_port=port)):
+        yield small, port
 
 
 def _connect(port: int) -> socket.socket:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.conftest import auth
+from tests.serving import serving
 from wardwatch.app import create_app
 from wardwatch.capacity.schemas import AdmitRequest, PatientIn
 from wardwatch.capacity.service import BedFilter
@@ -26,28 +25,9 @@ from wardwatch.runtime import Runtime
 
 @pytest.fixture
 def server(small: Runtime) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     small.settings.sse_heartbeat_seconds = 0.2  # so closed streams are noticed quickly
-    srv = uvicorn.Server(
-        uvicorn.Config(
-            create_app(small),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(small)) as url:
+        yield url
 
 
 def _reader(
