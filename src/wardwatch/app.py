@@ -91,6 +91,18 @@ def create_app(
     def index() -> HTMLResponse:
         return HTMLResponse((WEB / "templates" / "index.html").read_text(encoding="utf-8"))
 
+    @app.middleware("http")
+    async def _refuse_nul(request: Request, call_next: Any) -> Any:
+        """A NUL in a path or query can never name anything (PostgreSQL cannot store it).
+        (/fhir answers such requests itself, as OperationOutcomes.)"""
+        path = request.url.path
+        if not path.startswith("/fhir") and ("\x00" in path or "%00" in request.url.query):
+            return JSONResponse(
+                {"error": "invalid", "message": "the address contains a NUL character"},
+                status_code=400,
+            )
+        return await call_next(request)
+
     @app.exception_handler(WardWatchError)
     async def _domain_error(request: Request, exc: WardWatchError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None

@@ -107,7 +107,7 @@ def demo(
     from wardwatch.app import create_app
     from wardwatch.core.clock import ScaledClock, SystemClock
     from wardwatch.demo.generator import DemoGenerator
-    from wardwatch.demo.run import demo_settings, prepare, ward_plans
+    from wardwatch.demo.run import demo_settings, prepare, resume_time, ward_plans
 
     if speed <= 0:
         raise typer.BadParameter("speed must be positive")
@@ -115,7 +115,7 @@ def demo(
         with out.status("Building the example system (Kent and Medway, 20 sites)..."):
             admitted = prepare(data_dir, SystemClock())
         out.print(f"Loaded the example system and admitted {admitted} patients.")
-    clock = ScaledClock(SystemClock().now(), speed=speed)
+    clock = ScaledClock(resume_time(data_dir, SystemClock().now()), speed=speed)
     rt = Runtime.build(demo_settings(data_dir), clock=clock)
     _, token = rt.auth.create_token(role="control-centre", name="demo")
     generator = DemoGenerator(rt.capacity, clock, ward_plans(rt))
@@ -338,6 +338,8 @@ def patient_discharge(
         )
     except WardWatchError as exc:
         raise _fail(exc) from None
+    except ValueError as exc:  # the request itself is invalid (pydantic)
+        raise _fail(ValidationFailed(str(exc).splitlines()[-1].strip())) from None
     out.print(f"stay {stay.id} discharged from {stay.bed_code}; bed awaits cleaning")
 
 

@@ -57,6 +57,8 @@ class AuthService:
             raise ValidationFailed(f"unknown role {role!r}; choose one of: {roles}") from None
         if not name.strip():
             raise ValidationFailed("a token needs a name (who or what uses it)")
+        if len(name.strip()) > 120:
+            raise ValidationFailed("a token's name can be at most 120 characters")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = new_id("tok")
         with self.db.transaction() as tx:

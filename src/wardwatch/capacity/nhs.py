@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_TEN_DIGITS = re.compile(r"[0-9]{10}")
+
 
 def normalise_nhs_number(value: str) -> str:
     """Strip the spaces and dashes people type (``943 476 5919``)."""
@@ -11,8 +15,8 @@ def normalise_nhs_number(value: str) -> str:
 def nhs_number_problem(value: str) -> str | None:
     """Why ``value`` is not a valid NHS number, or None when it is."""
     digits = normalise_nhs_number(value)
-    if len(digits) != 10 or not digits.isdigit():
-        return "an NHS number has exactly 10 digits"
+    if not _TEN_DIGITS.fullmatch(digits):  # ASCII only (str.isdigit accepts other scripts)
+        return "an NHS number has exactly 10 digits (0-9)"
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
     if check == 11:

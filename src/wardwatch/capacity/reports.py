@@ -26,6 +26,7 @@ SITREP_CATEGORIES = (
     "other",
 )
 MAX_HISTORY_POINTS = 5000
+MIN_YEAR = 1900
 
 
 class OccupancyService:
@@ -104,6 +105,7 @@ class OccupancyService:
         for label, value in (("from", start), ("to", end)):
             if value.tzinfo is None:
                 raise ValidationFailed(f"'{label}' must carry a time zone (e.g. ...T08:00Z)")
+            _check_year(value)
         if end > self.clock.now():
             raise ValidationFailed(f"'to' ({end.isoformat()}) is in the future")
         if end <= start:
@@ -164,8 +166,16 @@ class OccupancyService:
     def _check_past(self, when: datetime) -> None:
         if when.tzinfo is None:
             raise ValidationFailed("times must carry a time zone (e.g. 2026-01-05T08:00Z)")
+        _check_year(when)
         if when > self.clock.now():
             raise ValidationFailed(f"{when.isoformat()} is in the future")
+
+
+def _check_year(when: datetime) -> None:
+    if when.year < MIN_YEAR:
+        raise ValidationFailed(
+            f"{when.date().isoformat()}: dates before {MIN_YEAR} are not supported"
+        )
 
 
 def _sitrep_row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,34 @@ Code = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$
 
 
 class _Strict(BaseModel):
+    """Requests: unknown fields are errors, and no text may hold control characters (a NUL
+    cannot be stored by PostgreSQL and no feed could ever match such an identifier)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        bad = _first_control_character(data)
+        if bad is not None:
+            raise ValueError(f"{bad}: text may not contain control characters")
+        return data
+
+
+def _first_control_character(data: Any, path: str = "") -> str | None:
+    if isinstance(data, str):
+        return path or "value" if any(ord(c) < 32 and c not in "\t" for c in data) else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = _first_control_character(value, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    if isinstance(data, list):
+        for i, value in enumerate(data):
+            found = _first_control_character(value, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 # --- the system file -----------------------------------------------------------------------
@@ -103,11 +130,23 @@ class SiteCreate(SiteSpec):
     pass
 
 
+def _no_nulls(model: BaseModel, fields: tuple[str, ...]) -> None:
+    """PATCH: leaving a field out keeps it; sending null for a required one is an error."""
+    for name in fields:
+        if name in model.model_fields_set and getattr(model, name) is None:
+            raise ValueError(f"{name} cannot be null (leave it out to keep it)")
+
+
 class SiteUpdate(_Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     pas_facility: str | None = Field(default=None, max_length=40)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> SiteUpdate:
+        _no_nulls(self, ("name",))
+        return self
 
 
 class WardCreate(WardSpec):
@@ -123,6 +162,11 @@ class WardUpdate(_Strict):
     sex_policy: SexPolicy | None = None
     pas_point_of_care: str | None = Field(default=None, max_length=40)
     pas_beds: dict[str, int] | None = None
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> WardUpdate:
+        _no_nulls(self, ("name", "specialty", "kind", "age_group", "general_acute", "sex_policy"))
+        return self
 
 
 class BedsAdd(_Strict):
@@ -143,6 +187,8 @@ class PatientIn(_Strict):
 
     @model_validator(mode="after")
     def _some_identifier(self) -> PatientIn:
+        if self.local_id is not None and not self.local_id.strip():
+            raise ValueError("local_id cannot be blank")
         if not self.nhs_number and not self.local_id:
             raise ValueError("a patient needs an nhs_number or a local_id")
         return self

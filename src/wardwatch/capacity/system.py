@@ -115,6 +115,11 @@ class SystemService:
                         ward = _new_ward(s, site, ward_spec)
                         result.wards_created += 1
                     else:
+                        if ward_spec.sex_policy != ward.sex_policy and ward_spec.sex_policy in (
+                            "male",
+                            "female",
+                        ):
+                            _require_no_other_sex(s, ward, ward_spec.sex_policy)
                         _update_ward(ward, site, ward_spec)
                         result.wards_updated += 1
                     have = have_beds.get(ward.id, 0)
@@ -141,6 +146,12 @@ class SystemService:
     # --- editing through the API -----------------------------------------------------------
 
     def create_site(self, spec: SiteSpec, actor: Actor) -> SiteRead:
+        with self.db.read() as s:
+            if s.scalar(select(Site.id).where(Site.code == spec.code)):
+                raise Conflict(
+                    f"a site with code {spec.code!r} already exists: change it with "
+                    f"PATCH /api/sites/{spec.code}"
+                )
         self.load_fragment(sites=[spec], actor=actor)
         return self.get_site(spec.code)
 
@@ -172,6 +183,7 @@ class SystemService:
             kind=site.kind,
             lat=site.lat,
             lon=site.lon,
+            pas_facility=site.pas_facility,
             wards=[WardSpec(**req.model_dump(exclude={"site"}))],
         )
         self.load_fragment(sites=[spec], actor=actor)

@@ -94,9 +94,10 @@ class BedWriter:
         )
 
     def when(self, bed: Bed, at: datetime | None) -> datetime:
-        now = self.clock.now()
-        if at is None:
-            return now
-        if at.tzinfo is None:
+        """The time to record a change of ``bed``: ``at`` (when it happened) or now, never in
+        the future and never before the bed's last change (its clock never runs backwards,
+        even if this process's clock is behind another's)."""
+        if at is not None and at.tzinfo is None:
             raise ValidationFailed("event times must carry a time zone")
-        return min(now, max(at, bed.state_since))
+        now = self.clock.now()
+        return max(bed.state_since, now if at is None else min(now, at))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -15,6 +15,7 @@ from wardwatch.capacity.states import BedState
 from wardwatch.capacity.system import load_system_file
 from wardwatch.config import Settings
 from wardwatch.core.clock import Clock, ManualClock
+from wardwatch.db.eventlog import EventRecord
 from wardwatch.demo.generator import DEMO, DemoGenerator, WardPlan, plans_from_wards
 from wardwatch.runtime import Runtime
 
@@ -111,3 +112,14 @@ def _untidy_some_beds(rt: Runtime, rng: random.Random) -> None:
         if state == BedState.CLEANING:
             rt.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, DEMO)
         rt.capacity.change_bed_state(bed.id, state, reason, DEMO)
+
+
+def resume_time(data_dir: Path, now: datetime) -> datetime:
+    """Where a kept demo's sped-up clock should start: not before what it already logged."""
+    rt = Runtime.build(demo_settings(data_dir), migrate_db=False)
+    try:
+        with rt.db.read() as s:
+            latest = s.scalar(select(func.max(EventRecord.at)))
+    finally:
+        rt.close()
+    return max(now, latest) if latest else now

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -65,7 +66,7 @@ def logged_events(
 def events(
     rt: RuntimeDep,
     _: Reader,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     type: str | None = None,
     bed_id: str | None = None,
@@ -85,7 +86,11 @@ async def stream(
 ) -> StreamingResponse:
     """Server-sent events: one ``event: change`` per logged event, ``id`` = its sequence."""
     sub = rt.bus.subscribe()
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    after = (
+        int(last_event_id)
+        if last_event_id and re.fullmatch(r"[0-9]{1,18}", last_event_id)
+        else None
+    )
     heartbeat = rt.settings.sse_heartbeat_seconds
 
     async def body() -> AsyncIterator[str]:
