@@ -240,3 +240,23 @@ def test_an_oversized_message_is_refused_and_the_connection_closed(
         nak = ack_fields(_read_frame(sock))
         assert nak["code"] == "AR" and "larger than" in nak["text"]
         assert sock.recv(100) == b""
+
+
+def test_only_allowed_peers_may_connect(small: Runtime) -> None:
+    """With WARDWATCH_MLLP_ALLOWED_PEERS set, other hosts are closed on without a word."""
+    small.settings.mllp_allowed_peers = "10.99.99.99"
+    port = free_port()
+    with serving(create_app(small, mllp_port=port)), _connect(port) as sock:
+        try:
+            sock.sendall(_frame(adt("A01", T0, pid("X1"), pv1("ACU1-AMU^^1^ACU1"))))
+            reply = sock.recv(100)
+        except ConnectionError:  # a reset is as good as a close here
+            reply = b""
+        assert reply == b""
+    assert small.hl7.list() == []
+    assert _occupied(small) == set()
+    small.settings.mllp_allowed_peers = "10.99.99.99, 127.0.0.1"
+    port = free_port()
+    with serving(create_app(small, mllp_port=port)), _connect(port) as sock:
+        sock.sendall(_frame(adt("A01", T0, pid("X1"), pv1("ACU1-AMU^^1^ACU1"))))
+        assert ack_fields(_read_frame(sock))["code"] == "AA"

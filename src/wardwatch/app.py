@@ -54,7 +54,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server = None
         if mllp_port:
-            server = MllpServer(runtime.hl7, host=mllp_host, port=mllp_port)
+            server = MllpServer(
+                runtime.hl7,
+                host=mllp_host,
+                port=mllp_port,
+                allowed_peers=runtime.settings.mllp_peers(),
+            )
             await server.start()
         app.state.mllp = server
         purge = asyncio.create_task(_purge_hl7(runtime))

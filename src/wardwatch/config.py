@@ -22,6 +22,16 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     hl7_retention_days: int = Field(default=90, ge=1, description="keep raw HL7 this long")
     hl7_application: str = Field(default="WARDWATCH", description="MSH-3 of our ACKs")
+    mllp_allowed_peers: str | None = Field(
+        default=None,
+        description="comma-separated IP addresses allowed to connect to the MLLP listener "
+        "(unset: any peer that can reach the port)",
+    )
+
+    def mllp_peers(self) -> frozenset[str] | None:
+        if not self.mllp_allowed_peers:
+            return None
+        return frozenset(p.strip() for p in self.mllp_allowed_peers.split(",") if p.strip())
 
     @field_validator("database_url")
     @classmethod

@@ -34,11 +34,13 @@ class MllpServer:
         port: int = 2575,
         max_message: int = MAX_MESSAGE,
         workers: int = 16,
+        allowed_peers: frozenset[str] | None = None,
     ) -> None:
         self.service = service
         self.host = host
         self.port = port
         self.max_message = max_message
+        self.allowed_peers = allowed_peers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
@@ -69,6 +71,12 @@ class MllpServer:
             self._clients.add(task)
         peer = writer.get_extra_info("peername")
         source = f"mllp:{peer[0]}:{peer[1]}" if peer else "mllp"
+        if self.allowed_peers is not None and (not peer or peer[0] not in self.allowed_peers):
+            log.warning("MLLP connection from %s refused: not in the allowed peers", source)
+            writer.close()
+            if task is not None:
+                self._clients.discard(task)
+            return
         buf = bytearray()
         try:
             while True:
