@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from wardwatch.core.events import DomainEvent
 from wardwatch.db.base import Base, UTCDateTime
 
 
@@ -37,3 +38,21 @@ class EventRecord(Base):
     to_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+def domain_event(rec: EventRecord, *, site_code: str | None, ward_code: str | None) -> DomainEvent:
+    """The event as live subscribers see it: the row, with its state columns in ``data``."""
+    data = dict(rec.data or {})
+    for key in ("from_state", "to_state", "reason", "stay_id"):
+        value = getattr(rec, key)
+        if value is not None:
+            data.setdefault(key, value)
+    return DomainEvent(
+        seq=rec.seq,
+        type=rec.type,
+        at=rec.at,
+        site_code=site_code,
+        ward_code=ward_code,
+        bed_id=rec.bed_id,
+        data=data,
+    )

@@ -20,7 +20,7 @@ from wardwatch.core.bus import Bus
 from wardwatch.core.errors import Conflict
 from wardwatch.core.events import DomainEvent
 from wardwatch.db.audit import AuditEntry
-from wardwatch.db.eventlog import EventRecord
+from wardwatch.db.eventlog import EventRecord, domain_event
 
 #: PostgreSQL: serialization_failure, deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
@@ -129,25 +129,9 @@ class Tx:
         )
 
     def _events(self) -> list[DomainEvent]:
-        out = []
-        for rec, site_code, ward_code in self._pending:
-            data = dict(rec.data or {})
-            for key in ("from_state", "to_state", "reason", "stay_id"):
-                value = getattr(rec, key)
-                if value is not None:
-                    data.setdefault(key, value)
-            out.append(
-                DomainEvent(
-                    seq=rec.seq,
-                    type=rec.type,
-                    at=rec.at,
-                    site_code=site_code,
-                    ward_code=ward_code,
-                    bed_id=rec.bed_id,
-                    data=data,
-                )
-            )
-        return out
+        return [
+            domain_event(rec, site_code=site, ward_code=ward) for rec, site, ward in self._pending
+        ]
 
 
 class Database:

@@ -23,7 +23,7 @@ from wardwatch.auth.service import Principal
 from wardwatch.capacity.occupancy import ward_meta
 from wardwatch.core.bus import OVERFLOW
 from wardwatch.core.events import DomainEvent
-from wardwatch.db.eventlog import EventRecord
+from wardwatch.db.eventlog import EventRecord, domain_event
 from wardwatch.runtime import Runtime
 
 router = APIRouter(prefix="/api", tags=["live"])
@@ -44,19 +44,9 @@ def logged_events(
         out = []
         for r in s.scalars(query.limit(limit)):
             m = meta.get(r.ward_id or "")
-            data = dict(r.data or {})
-            for key in ("from_state", "to_state", "reason", "stay_id"):
-                if getattr(r, key) is not None:
-                    data.setdefault(key, getattr(r, key))
             out.append(
-                DomainEvent(
-                    seq=r.seq,
-                    type=r.type,
-                    at=r.at,
-                    bed_id=r.bed_id,
-                    ward_code=m.code if m else None,
-                    site_code=m.site_code if m else None,
-                    data=data,
+                domain_event(
+                    r, site_code=m.site_code if m else None, ward_code=m.code if m else None
                 )
             )
         return out
