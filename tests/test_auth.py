@@ -17,7 +17,7 @@ from wardwatch.auth.roles import ROLE_PERMISSIONS, Permission, Role
 from wardwatch.cli import app as cli
 from wardwatch.runtime import Runtime
 
-PUBLIC = {"/health", "/", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+PUBLIC = {"/health", "/", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/tasks"}
 
 
 def _walk(routes: list[Any]) -> list[APIRoute]:

@@ -114,14 +114,16 @@ def test_reconnect_with_last_event_id_replays_what_was_missed(small: Runtime, se
     for bed in beds[:3]:  # while nobody is connected
         small.capacity.change_bed_state(bed.id, BedState.AWAITING_CLEAN, None, SYSTEM)
     q, stop = _listen(server, {**headers, "Last-Event-ID": str(last_seq)})
-    got = []
-    while len(got) < 3:
+    frames = []
+    while len(frames) < 6:  # three bed changes, and the cleaning task each one asked for
         frame = q.get(timeout=5)
         if frame.get("event") == "change":
-            got.append(frame)
+            frames.append(frame)
+    got = [f for f in frames if f["data"]["type"] == "bed.state_changed"]
     assert [f["data"]["bed_id"] for f in got] == [b.id for b in beds[:3]]
-    assert [f["id"] for f in got] == sorted(f["id"] for f in got)
-    assert got[0]["id"] == last_seq + 1
+    assert [f["data"]["type"] for f in frames].count("task.created") == 3
+    assert [f["id"] for f in frames] == sorted(f["id"] for f in frames)
+    assert frames[0]["id"] == last_seq + 1
     stop.set()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,14 +20,20 @@ from wardwatch import __version__
 from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
 from wardwatch.core.errors import Unauthorized, WardWatchError
+from wardwatch.flow.routes import router as flow_router
 from wardwatch.ingest.fhir.routes import error_response as fhir_error
 from wardwatch.ingest.fhir.routes import is_fhir_path
 from wardwatch.ingest.fhir.routes import outcome_response as fhir_outcome
 from wardwatch.ingest.fhir.routes import router as fhir_router
 from wardwatch.ingest.hl7v2.mllp import MllpServer
 from wardwatch.ingest.hl7v2.routes import router as hl7_router
+from wardwatch.kpi.routes import router as kpi_router
 from wardwatch.live.routes import router as live_router
+from wardwatch.notify.dispatcher import Dispatcher
+from wardwatch.notify.routes import router as notify_router
 from wardwatch.runtime import Runtime
+from wardwatch.tasks.routes import router as tasks_router
+from wardwatch.web.routes import router as pages_router
 
 WEB = Path(__file__).parent / "web"
 log = logging.getLogger(__name__)
@@ -43,6 +50,18 @@ async def _purge_hl7(runtime: Runtime) -> None:
         except Exception:
             log.exception("HL7 retention purge failed")
         await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+async def _escalate(runtime: Runtime) -> None:
+    """Raise due task escalations, every ``escalation_interval_seconds``."""
+    while True:
+        try:
+            raised = await asyncio.to_thread(runtime.tasks.escalate_due)
+            for esc in raised:
+                log.info("escalated task %s to %s (level %d)", esc.task_id, esc.target, esc.level)
+        except Exception:
+            log.exception("task escalation check failed")
+        await asyncio.sleep(runtime.settings.escalation_interval_seconds)
 
 
 def create_app(
@@ -63,10 +82,19 @@ def create_app(
             await server.start()
         app.state.mllp = server
         purge = asyncio.create_task(_purge_hl7(runtime))
+        escalate = asyncio.create_task(_escalate(runtime))
+        # --- notifications: the delivery worker, woken after each commit (notify/) ---
+        app.state.dispatcher = Dispatcher(runtime.notify)
+        deliveries = asyncio.create_task(app.state.dispatcher.run())
+        # --- end notifications ---
         try:
             yield
         finally:
+            deliveries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliveries
             purge.cancel()
+            escalate.cancel()
             if server is not None:
                 await server.stop()
 
@@ -80,9 +108,14 @@ def create_app(
     app.state.runtime = runtime
     app.include_router(capacity_router)
     app.include_router(live_router)
+    app.include_router(notify_router)
     app.include_router(auth_router)
     app.include_router(hl7_router)
     app.include_router(fhir_router)
+    app.include_router(tasks_router)
+    app.include_router(flow_router)
+    app.include_router(kpi_router)
+    app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 
     @app.get("/health", tags=["meta"])

@@ -21,7 +21,10 @@ from wardwatch.capacity.system import load_system_file
 from wardwatch.config import Settings
 from wardwatch.core.actor import Actor
 from wardwatch.core.errors import NotFound, ValidationFailed, WardWatchError
+from wardwatch.kpi.cli import report_app
+from wardwatch.notify.cli import notify_app
 from wardwatch.runtime import Runtime
+from wardwatch.tasks.cli import tasks_app, teams_app
 
 app = typer.Typer(
     help="WardWatch: live beds, flow and coordination for a health system.",
@@ -44,6 +47,10 @@ hl7_app = typer.Typer(
 quarantine_app = typer.Typer(help="Messages that could not be applied.", no_args_is_help=True)
 hl7_app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(hl7_app, name="hl7")
+app.add_typer(notify_app, name="notify")
+app.add_typer(report_app, name="report")
+app.add_typer(teams_app, name="teams")
+app.add_typer(tasks_app, name="tasks")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -107,7 +114,13 @@ def demo(
     from wardwatch.app import create_app
     from wardwatch.core.clock import ScaledClock, SystemClock
     from wardwatch.demo.generator import DemoGenerator
-    from wardwatch.demo.run import demo_settings, prepare, resume_time, ward_plans
+    from wardwatch.demo.run import (
+        demo_settings,
+        first_acute_site,
+        prepare,
+        resume_time,
+        ward_plans,
+    )
 
     if speed <= 0:
         raise typer.BadParameter("speed must be positive")
@@ -118,12 +131,15 @@ def demo(
     clock = ScaledClock(resume_time(data_dir, SystemClock().now()), speed=speed)
     rt = Runtime.build(demo_settings(data_dir), clock=clock)
     _, token = rt.auth.create_token(role="control-centre", name="demo")
-    generator = DemoGenerator(rt.capacity, clock, ward_plans(rt))
+    _, cleaner = rt.auth.create_token(role="housekeeping", name="demo-cleaner")
+    generator = DemoGenerator(rt.capacity, clock, ward_plans(rt), tasks=rt.tasks, flow=rt.flow)
     generator.start(tick_seconds=1.0)
+    team = f"{first_acute_site(rt)}-housekeeping"
     out.print(f"\n[bold]WardWatch demo[/] (time runs x{speed:g})")
-    out.print(f"  Open     http://{host}:{port}/#token={token}")
-    out.print(f"  API docs http://{host}:{port}/docs")
-    out.print(f"  Token    {token}\n")
+    out.print(f"  Open       http://{host}:{port}/#token={token}")
+    out.print(f"  Task page  http://{host}:{port}/tasks?team={team}#token={cleaner}")
+    out.print(f"  API docs   http://{host}:{port}/docs")
+    out.print(f"  Token      {token}\n")
     try:
         uvicorn.run(
             create_app(rt),

@@ -6,21 +6,29 @@ from wardwatch.capacity.models import Bed, HealthSystem, Patient, PendingMove, S
 from wardwatch.db.audit import AuditEntry
 from wardwatch.db.base import Base
 from wardwatch.db.eventlog import EventRecord
+from wardwatch.flow.models import BedRequest
 from wardwatch.ingest.hl7v2.models import Hl7Message, Hl7PatientClock
+from wardwatch.notify.models import Notification
+from wardwatch.tasks.models import Escalation, Task, Team
 
 __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
     "Bed",
+    "BedRequest",
+    "Escalation",
     "EventRecord",
     "HealthSystem",
     "Hl7Message",
     "Hl7PatientClock",
+    "Notification",
     "Patient",
     "PendingMove",
     "Site",
     "Stay",
+    "Task",
+    "Team",
     "Ward",
     "WardStateCount",
 ]

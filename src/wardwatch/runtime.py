@@ -15,7 +15,11 @@ from wardwatch.core.bus import EventBus
 from wardwatch.core.clock import Clock, SystemClock
 from wardwatch.db import migrate
 from wardwatch.db.session import Database, make_engine
+from wardwatch.flow.service import FlowService
 from wardwatch.ingest.hl7v2.service import Hl7Service
+from wardwatch.kpi.service import KpiService
+from wardwatch.notify.service import NotifyService
+from wardwatch.tasks.service import TaskService
 
 
 @dataclass
@@ -37,6 +41,13 @@ class Runtime:
             sitrep_hour=self.settings.sitrep_hour,
         )
         self.auth = AuthService(self.db, self.clock)
+        self.tasks = TaskService(self.db, self.clock, self.capacity)
+        self.flow = FlowService(self.db, self.clock, self.capacity, self.tasks)
+        self.db.react(self.tasks.on_record)
+        self.notify = NotifyService(self.db, self.clock, self.settings)
+        self.db.react(self.notify.on_record)
+        self.db.react(self.flow.on_record)
+        self.kpi = KpiService(self.db, self.clock, timezone=self.settings.timezone)
         self.hl7 = Hl7Service(
             self.db,
             self.clock,

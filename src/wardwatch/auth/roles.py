@@ -25,19 +25,23 @@ class Permission(StrEnum):
     SYSTEM_WRITE = "system:write"  # sites, wards, beds, loading the system file
     AUDIT_READ = "audit:read"
     FEEDS_ADMIN = "feeds:admin"  # HL7 message log, quarantine, replay (holds patient data)
+    NOTIFY_ADMIN = "notify:admin"  # notifications' delivery status, dead letters, retry
+    TASKS_WORK = "tasks:work"  # accept, start and finish team tasks
+    TASKS_MANAGE = "tasks:manage"  # create, cancel, reprioritise tasks; teams; escalations
 
 
 P = Permission
 _READ = {P.CAPACITY_READ}
 _CLINICAL = {P.CAPACITY_READ, P.PATIENTS_READ, P.PATIENTS_WRITE, P.BEDS_WRITE, P.BEDS_CLEAN}
+_COORDINATING = _CLINICAL | {P.TASKS_WORK, P.TASKS_MANAGE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.CONTROL_CENTRE: frozenset(_CLINICAL),
-    Role.WARD: frozenset(_CLINICAL),
-    Role.HOUSEKEEPING: frozenset(_READ | {P.BEDS_CLEAN}),
-    Role.PORTER: frozenset(_READ),
+    Role.CONTROL_CENTRE: frozenset(_COORDINATING | {P.NOTIFY_ADMIN}),
+    Role.WARD: frozenset(_COORDINATING),
+    Role.HOUSEKEEPING: frozenset(_READ | {P.BEDS_CLEAN, P.TASKS_WORK}),
+    Role.PORTER: frozenset(_READ | {P.TASKS_WORK}),
     Role.CLINICIAN: frozenset(_READ | {P.PATIENTS_READ}),
-    Role.INTEGRATION: frozenset(_CLINICAL | {P.FEEDS_ADMIN}),
+    Role.INTEGRATION: frozenset(_CLINICAL | {P.FEEDS_ADMIN, P.NOTIFY_ADMIN}),
     Role.READ_ONLY: frozenset(_READ),
 }

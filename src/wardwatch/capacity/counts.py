@@ -40,19 +40,24 @@ def add(tx: Tx, ward_id: str, state: str, delta: int) -> None:
 
 
 def _apply(session: Session, deltas: Counter[tuple[str, str]]) -> None:
-    dialect = session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    for (ward_id, state), delta in sorted(deltas.items()):
-        if delta == 0:
-            continue
-        stmt = make(WardStateCount).values(ward_id=ward_id, state=state, beds=delta)
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["ward_id", "state"],
-                set_={"beds": WardStateCount.beds + stmt.excluded.beds},
-            )
-        )
+    """One upsert for every changed counter, in key order (so two transactions touching the
+    same counters take their row locks in the same order and cannot deadlock)."""
+    values = [
+        {"ward_id": ward_id, "state": state, "beds": delta}
+        for (ward_id, state), delta in sorted(deltas.items())
+        if delta != 0
+    ]
     deltas.clear()
+    if not values:
+        return
+    make = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = make(WardStateCount).values(values)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["ward_id", "state"],
+            set_={"beds": WardStateCount.beds + stmt.excluded.beds},
+        )
+    )
 
 
 def rows(session: Session) -> list[tuple[str, str, int]]:

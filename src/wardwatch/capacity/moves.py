@@ -166,6 +166,7 @@ class BedMoves(PendingMoves):
         destination: str | None,
         pathway: int | None,
         at: datetime | None = None,
+        cleaning: str = "standard",
     ) -> Stay:
         require_open(stay)
         bed = lock_bed(tx.session, stay.bed_id)
@@ -182,7 +183,7 @@ class BedMoves(PendingMoves):
             "stay.discharged",
             log_stay_id=stay.id,
             at=when,
-            data={"destination": destination, "pathway": pathway},
+            data={"destination": destination, "pathway": pathway, "cleaning": cleaning},
         )
         self.close_pending(tx, stay.patient_id, "discharge", "done", actor, at=when)
         self.close_pending(tx, stay.patient_id, "transfer", "cancelled", actor, at=when)

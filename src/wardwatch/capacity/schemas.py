@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from wardwatch.capacity.states import BedState
+from wardwatch.core.schemas import StrictRequest as _Strict
 
 SiteKind = Literal["acute", "community", "care_home", "virtual_ward"]
 WardKind = Literal["core", "escalation"]
@@ -15,37 +16,6 @@ AgeGroup = Literal["adult", "paediatric"]
 SexPolicy = Literal["mixed", "male", "female"]
 Sex = Literal["male", "female", "other", "unknown"]
 Code = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class _Strict(BaseModel):
-    """Requests: unknown fields are errors, and no text may hold control characters (a NUL
-    cannot be stored by PostgreSQL and no feed could ever match such an identifier)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_control_characters(cls, data: Any) -> Any:
-        bad = _first_control_character(data)
-        if bad is not None:
-            raise ValueError(f"{bad}: text may not contain control characters")
-        return data
-
-
-def _first_control_character(data: Any, path: str = "") -> str | None:
-    if isinstance(data, str):
-        return path or "value" if any(ord(c) < 32 and c not in "\t" for c in data) else None
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found = _first_control_character(value, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    if isinstance(data, list):
-        for i, value in enumerate(data):
-            found = _first_control_character(value, f"{path}[{i}]")
-            if found:
-                return found
-    return None
 
 
 # --- the system file -----------------------------------------------------------------------
@@ -209,6 +179,9 @@ class TransferRequest(_Strict):
 class DischargeRequest(_Strict):
     destination: str = Field(min_length=1, max_length=80, examples=["usual residence"])
     pathway: int = Field(ge=0, le=3, description="discharge pathway 0-3")
+    cleaning: Literal["standard", "infection"] = Field(
+        default="standard", description="the clean the bed needs (infection: a deep clean)"
+    )
 
 
 class StayUpdate(_Strict):

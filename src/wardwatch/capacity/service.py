@@ -113,8 +113,11 @@ class CapacityService:
         cleaning_only: bool = False,
     ) -> BedRead:
         with self.db.transaction() as tx:
-            self.moves.change_state(tx, bed_id, target, reason, actor, cleaning_only=cleaning_only)
-        return self.get_bed(bed_id)
+            bed = self.moves.change_state(
+                tx, bed_id, target, reason, actor, cleaning_only=cleaning_only
+            )
+        # The bed, its ward and site were loaded (and locked) by the change itself.
+        return _bed_read(bed, bed.ward, bed.ward.site, self.clock.now())
 
     # --- patients ------------------------------------------------------------------------
 
@@ -139,7 +142,14 @@ class CapacityService:
     def discharge(self, stay_id: str, req: DischargeRequest, actor: Actor) -> StayRead:
         with self.db.transaction() as tx:
             stay = open_stay(tx.session, stay_id)
-            self.moves.discharge(tx, stay, actor, destination=req.destination, pathway=req.pathway)
+            self.moves.discharge(
+                tx,
+                stay,
+                actor,
+                destination=req.destination,
+                pathway=req.pathway,
+                cleaning=req.cleaning,
+            )
         return self.get_stay(stay_id)
 
     def update_stay(self, stay_id: str, req: StayUpdate, actor: Actor) -> StayRead:

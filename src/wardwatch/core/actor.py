@@ -14,5 +14,11 @@ class Actor:
     def label(self) -> str:
         return f"{self.role}:{self.name}"
 
+    @classmethod
+    def from_label(cls, label: str) -> Actor:
+        """The actor a logged label (``role:name``) names."""
+        role, sep, name = label.partition(":")
+        return cls(name=name, role=role) if sep else cls(name=label, role="system")
+
 
 SYSTEM = Actor(name="wardwatch", role="system")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,8 +23,19 @@ from wardwatch.core.events import DomainEvent
 from wardwatch.db.audit import AuditEntry
 from wardwatch.db.eventlog import EventRecord, domain_event
 
+log = logging.getLogger(__name__)
+
 #: PostgreSQL: serialization_failure, deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+#: Called for every event recorded in a transaction, inside that transaction, before it
+#: commits. Reactors let one domain follow another's events atomically (a discharge and its
+#: cleaning task commit together or not at all) without importing it. A reactor may record
+#: further events; they are offered to every reactor in turn.
+Reactor = Callable[["Tx", EventRecord], None]
+
+#: A guard against reactors that keep answering each other's events.
+MAX_REACTIONS = 10_000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -70,6 +82,9 @@ class Tx:
     before_commit: dict[str, Callable[[Session], None]] = field(default_factory=dict)
     #: Room for those hooks' state, by key.
     scratch: dict[str, Any] = field(default_factory=dict)
+    #: Work to do once the transaction has committed (e.g. waking a delivery worker), by key.
+    #: Never run if it rolls back; an exception in one is logged, not raised.
+    after_commit: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def record(
         self,
@@ -128,6 +143,13 @@ class Tx:
             )
         )
 
+    def codes_for(self, record: EventRecord) -> tuple[str | None, str | None]:
+        """The (site code, ward code) an event recorded in this transaction was given."""
+        for rec, site, ward in self._pending:
+            if rec is record:
+                return site, ward
+        return None, None
+
     def _events(self) -> list[DomainEvent]:
         return [
             domain_event(rec, site_code=site, ward_code=ward) for rec, site, ward in self._pending
@@ -139,6 +161,21 @@ class Database:
         self.engine = engine
         self.bus = bus
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        self.reactors: list[Reactor] = []
+
+    def react(self, reactor: Reactor) -> None:
+        """Run ``reactor`` on every event recorded in every transaction, before it commits."""
+        self.reactors.append(reactor)
+
+    def _run_reactors(self, tx: Tx) -> None:
+        i = 0
+        while i < len(tx._pending):
+            if i >= MAX_REACTIONS:
+                raise RuntimeError("reactors recorded too many events in one transaction")
+            record = tx._pending[i][0]
+            for reactor in self.reactors:
+                reactor(tx, record)
+            i += 1
 
     @property
     def dialect(self) -> str:
@@ -152,6 +189,8 @@ class Database:
         tx = Tx(session)
         try:
             yield tx
+            if self.reactors:
+                self._run_reactors(tx)
             for hook in tx.before_commit.values():
                 hook(session)
             session.flush()
@@ -178,6 +217,11 @@ class Database:
             session.close()
         if self.bus is not None and events:
             self.bus.publish(events)
+        for key, callback in tx.after_commit.items():
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback %s failed", key)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

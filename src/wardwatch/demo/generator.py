@@ -4,7 +4,12 @@ Rates follow Little's law: a ward of ``n`` open beds aiming at occupancy ``u`` w
 length of stay ``L`` days admits about ``n*u/L`` patients a day. Lengths of stay are
 exponential with means by kind of place (DOMAIN.md: emergency ~9 days; short on assessment
 units; weeks in care homes). Discharges cluster in the day, as they do in hospitals. Beds go
-through cleaning with realistic delays until the coordination loop (issue 4) takes that over.
+through cleaning with realistic delays.
+
+With the coordination services (tasks and flow), the demo runs the whole loop instead:
+discharges ask housekeeping for a clean, simulated cleaners and porters answer their tasks
+(:mod:`wardwatch.demo.coordination`), and acute admissions arrive as ED decisions to admit
+that a simulated bed manager allocates, so turnaround and waits appear live.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
 from wardwatch.core.errors import WardWatchError
 from wardwatch.core.ids import new_id
+from wardwatch.demo.coordination import BedManager, Crew
+from wardwatch.flow.schemas import BedRequestCreate
+from wardwatch.flow.service import FlowService
+from wardwatch.tasks.service import TaskService
 
 log = logging.getLogger(__name__)
 DEMO = Actor(name="demo-generator", role="integration")
@@ -55,6 +64,8 @@ class WardPlan:
     occupancy: float
     sex_policy: str
     assessment: bool
+    site: str = ""
+    specialty: str = ""
 
     @property
     def admissions_per_day(self) -> float:
@@ -72,14 +83,30 @@ def discharge_weight(local_hour: int) -> float:
 
 class DemoGenerator:
     def __init__(
-        self, capacity: CapacityService, clock: Clock, plans: list[WardPlan], seed: int = 7
+        self,
+        capacity: CapacityService,
+        clock: Clock,
+        plans: list[WardPlan],
+        seed: int = 7,
+        *,
+        tasks: TaskService | None = None,
+        flow: FlowService | None = None,
     ) -> None:
         self.capacity = capacity
         self.clock = clock
         self.plans = {p.code: p for p in plans}
         self.rng = random.Random(seed)
         self._stop = threading.Event()
-        self.counts = {"admitted": 0, "discharged": 0, "transferred": 0, "cleaned": 0}
+        self.counts = {
+            "admitted": 0,
+            "discharged": 0,
+            "transferred": 0,
+            "cleaned": 0,
+            "requested": 0,
+        }
+        self.flow = flow
+        self.crew = Crew(tasks, clock, self.rng) if tasks else None
+        self.manager = BedManager(flow, tasks, clock, self.rng) if tasks and flow else None
 
     # --- one step of simulated time ------------------------------------------------------
 
@@ -90,8 +117,13 @@ class DemoGenerator:
         for bed in beds:
             by_state.setdefault(bed.state, []).append(bed)
         self._discharges(by_state.get(BedState.OCCUPIED, []), days)
-        self._cleaning(by_state, dt)
+        if self.crew is None:
+            self._cleaning(by_state, dt)
+        else:
+            self.crew.step()
         self._admissions(by_state.get(BedState.AVAILABLE, []), days)
+        if self.manager is not None:
+            self.manager.step()
 
     def _discharges(self, occupied: list[BedRead], days: float) -> None:
         weight = discharge_weight(self.clock.now().astimezone(LONDON).hour)
@@ -145,6 +177,9 @@ class DemoGenerator:
             free.setdefault(bed.ward, []).append(bed)
         for plan in self.plans.values():
             for _ in range(_poisson(self.rng, plan.admissions_per_day * days)):
+                if self.flow is not None and plan.site_kind == "acute" and plan.site:
+                    self.request_bed(plan)
+                    continue
                 beds = free.get(plan.code)
                 if not beds:
                     break  # ward full: in real life a decision-to-admit wait
@@ -161,6 +196,21 @@ class DemoGenerator:
             expected_discharge_date=edd,
         )
         return self._try(partial(self.capacity.admit, req, DEMO), "admitted")
+
+    def request_bed(self, plan: WardPlan) -> bool:
+        """An ED decision to admit: a bed request the bed manager will allocate."""
+        assert self.flow is not None  # noqa: S101 -- only called with the flow service
+        sex = plan.sex_policy if plan.sex_policy != "mixed" else self.rng.choice(["male", "female"])
+        req = BedRequestCreate(
+            patient=PatientIn(local_id=new_id("demo"), sex=sex),
+            site=plan.site,
+            specialty=plan.specialty,
+            source="ed",
+            priority=self.rng.choices(["emergency", "urgent", "routine"], weights=[1, 6, 3])[0],
+            isolation=self.rng.random() < 0.05,
+            from_location=f"ED cubicle {self.rng.randint(1, 30)}",
+        )
+        return self._try(partial(self.flow.create, req, DEMO), "requested")
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -218,10 +268,10 @@ def _poisson(rng: random.Random, mean: float) -> int:
         k += 1
 
 
-def plans_from_wards(wards: list[tuple[str, str, int, str, str]]) -> list[WardPlan]:
-    """(ward code, site kind, open beds, sex policy, specialty) → flow plans."""
+def plans_from_wards(wards: list[tuple[str, str, int, str, str, str]]) -> list[WardPlan]:
+    """(ward code, site kind, open beds, sex policy, specialty, site code) → flow plans."""
     out = []
-    for code, site_kind, beds, sex_policy, specialty in wards:
+    for code, site_kind, beds, sex_policy, specialty, site in wards:
         assessment = specialty in ("acute medicine",) or code.endswith(("-AMU", "-SAU"))
         los = ASSESSMENT_LOS_DAYS if assessment else MEAN_LOS_DAYS[site_kind]
         out.append(
@@ -233,6 +283,8 @@ def plans_from_wards(wards: list[tuple[str, str, int, str, str]]) -> list[WardPl
                 occupancy=TARGET_OCCUPANCY[site_kind],
                 sex_policy=sex_policy,
                 assessment=assessment,
+                site=site,
+                specialty=specialty,
             )
         )
     return out

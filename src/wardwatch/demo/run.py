@@ -27,7 +27,15 @@ def demo_settings(data_dir: Path) -> Settings:
     """The demo always runs on its own SQLite file, never on WARDWATCH_DATABASE_URL: it
     loads an example system and admits synthetic patients, which must never reach a real
     database."""
-    return Settings(data_dir=data_dir, database_url=None)
+    # Time runs fast in the demo: look for overdue tasks every couple of real seconds.
+    return Settings(data_dir=data_dir, database_url=None, escalation_interval_seconds=2.0)
+
+
+def first_acute_site(rt: Runtime) -> str:
+    """The code of the demo's first acute hospital (for the task page link)."""
+    with rt.db.read() as s:
+        code = s.scalar(select(Site.code).where(Site.kind == "acute").order_by(Site.code))
+    return code or "SITE"
 
 
 def example_file() -> Path:
@@ -39,13 +47,15 @@ def example_file() -> Path:
 def ward_plans(rt: Runtime) -> list[WardPlan]:
     with rt.db.read() as s:
         rows = s.execute(
-            select(Ward.code, Site.kind, func.count(Bed.id), Ward.sex_policy, Ward.specialty)
+            select(
+                Ward.code, Site.kind, func.count(Bed.id), Ward.sex_policy, Ward.specialty, Site.code
+            )
             .join(Site, Ward.site_id == Site.id)
             .join(Bed, Bed.ward_id == Ward.id)
             .where(Bed.state != BedState.CLOSED.value)
-            .group_by(Ward.code, Site.kind, Ward.sex_policy, Ward.specialty)
+            .group_by(Ward.code, Site.kind, Ward.sex_policy, Ward.specialty, Site.code)
         ).all()
-    return plans_from_wards([(c, k, int(n), sp, spec) for c, k, n, sp, spec in rows])
+    return plans_from_wards([(c, k, int(n), sp, spec, sc) for c, k, n, sp, spec, sc in rows])
 
 
 def prepare(

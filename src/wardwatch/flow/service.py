@@ -1,0 +1,471 @@
+"""Bed requests: the queue of patients who need a bed, allocation and arrival.
+
+Allocating reserves the bed and asks the site's porters to take the patient there (a
+transfer task); when the porter marks it done, or the ward records the arrival, the patient
+is admitted (or moved) into the bed. While patients wait, the cleaning tasks of beds that
+could take them are marked *clean next*, so housekeeping cleans those first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from wardwatch.capacity.lookups import find_or_create_patient, lock_stay, open_stay_of
+from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
+from wardwatch.capacity.schemas import PatientIn
+from wardwatch.capacity.service import CapacityService
+from wardwatch.capacity.states import BedState
+from wardwatch.core.actor import Actor
+from wardwatch.core.clock import Clock
+from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
+from wardwatch.core.ids import new_id
+from wardwatch.db.eventlog import EventRecord
+from wardwatch.db.session import Database, Tx
+from wardwatch.flow import matching
+from wardwatch.flow.models import BedRequest
+from wardwatch.flow.schemas import (
+    PRIORITY_RANK,
+    BedRequestCreate,
+    BedRequestRead,
+    Candidate,
+)
+from wardwatch.tasks.models import Task
+from wardwatch.tasks.rules import OPEN
+from wardwatch.tasks.service import TaskService
+
+S = BedState
+OPEN_REQUEST = ("waiting", "allocated")
+OPEN_TASK = [s.value for s in OPEN]
+#: Task progress, best first, when choosing which dirty bed to clean next.
+PROGRESS = {"in_progress": 0, "accepted": 1, "requested": 2}
+
+
+class FlowService:
+    def __init__(
+        self, db: Database, clock: Clock, capacity: CapacityService, tasks: TaskService
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.moves = capacity.moves
+        self.tasks = tasks
+
+    # --- requests -------------------------------------------------------------------------
+
+    def create(self, req: BedRequestCreate, actor: Actor) -> BedRequestRead:
+        now = self.clock.now()
+        decided = req.decided_at or now
+        if decided > now + timedelta(minutes=1):
+            raise ValidationFailed("decided_at is in the future")
+        with self.db.transaction() as tx:
+            s = tx.session
+            site = s.scalars(select(Site).where(Site.code == req.site)).first()
+            if site is None:
+                raise NotFound(f"no site with code {req.site!r}")
+            patient, stay = self._who(s, req)
+            busy = s.scalar(
+                select(BedRequest.id).where(
+                    BedRequest.patient_id == patient.id, BedRequest.status.in_(OPEN_REQUEST)
+                )
+            )
+            if busy:
+                raise Conflict(f"this patient already has an open bed request ({busy})")
+            row = BedRequest(
+                id=new_id("breq"),
+                patient_id=patient.id,
+                stay_id=stay.id if stay else None,
+                source="transfer" if stay and req.source == "ed" else req.source,
+                site_id=site.id,
+                specialty=req.specialty,
+                sex=patient.sex,
+                age_group=req.age_group,
+                isolation=req.isolation,
+                priority=req.priority,
+                from_location=req.from_location,
+                decided_at=decided,
+                created_at=now,
+                created_by=actor.label,
+                status="waiting",
+            )
+            s.add(row)
+            self._log(tx, row, "bed_request.created", actor, site=site)
+            self.reprioritise(tx, site.id, actor)
+            tx.audit(at=now, actor=actor, action="create", resource="bed_request", ids=[row.id])
+        return self.get(row.id)
+
+    def _who(self, s: Session, req: BedRequestCreate) -> tuple[Patient, Stay | None]:
+        if req.stay_id is not None:
+            stay = lock_stay(s, req.stay_id)
+            if stay is None or stay.discharged_at is not None or stay.cancelled_at is not None:
+                raise Conflict(f"no open stay with id {req.stay_id!r}")
+            return s.get_one(Patient, stay.patient_id), stay
+        assert req.patient is not None  # noqa: S101 -- the schema requires one of the two
+        patient = find_or_create_patient(s, req.patient)
+        return patient, open_stay_of(s, patient)
+
+    def allocate(self, request_id: str, bed_id: str, actor: Actor) -> BedRequestRead:
+        with self.db.transaction() as tx:
+            row = self._lock(tx.session, request_id)
+            if row.status != "waiting":
+                raise Conflict(f"bed request {row.id} is {row.status}, not waiting for a bed")
+            bed = tx.session.get(Bed, bed_id)
+            if bed is None:
+                raise NotFound(f"no bed with id {bed_id!r}")
+            ward = tx.session.get_one(Ward, bed.ward_id)
+            problem = matching.refusal(_need(row), _place(bed, ward))
+            if problem:
+                raise Conflict(f"bed {bed.code} cannot take this patient: {problem}")
+            if bed.state != S.AVAILABLE.value:
+                raise Conflict(f"bed {bed.code} is {bed.state}, not available")
+            self.moves.change_state(tx, bed.id, S.RESERVED, None, actor)
+            task = self.tasks.create(
+                tx,
+                kind="transfer",
+                type_="porter",
+                site_id=ward.site_id,
+                ward_id=ward.id,
+                bed_id=bed.id,
+                request_id=row.id,
+                actor=actor,
+                cause="bed_request.allocated",
+                description=f"Take patient from {row.from_location or row.source} to bed "
+                f"{bed.code}",
+                priority="urgent" if row.priority == "emergency" else "routine",
+            )
+            row.status, row.bed_id, row.task_id = "allocated", bed.id, task.id
+            row.allocated_at, row.allocated_by = self.clock.now(), actor.label
+            self._log(tx, row, "bed_request.allocated", actor, bed=bed)
+            self.reprioritise(tx, row.site_id, actor)
+        return self.get(request_id)
+
+    def arrive(self, request_id: str, actor: Actor) -> BedRequestRead:
+        with self.db.transaction() as tx:
+            row = self._lock(tx.session, request_id)
+            if row.status != "allocated":
+                raise Conflict(
+                    f"bed request {row.id} is {row.status}: only an allocated request can arrive"
+                )
+            self._arrive(tx, row, actor)
+        return self.get(request_id)
+
+    def _arrive(self, tx: Tx, row: BedRequest, actor: Actor) -> None:
+        s = tx.session
+        if row.bed_id is None:
+            raise Conflict(f"bed request {row.id} has no bed")
+        row.status, row.arrived_at = "arrived", self.clock.now()
+        if row.stay_id is not None:
+            stay = lock_stay(s, row.stay_id)
+            if stay is None or stay.discharged_at is not None:
+                raise Conflict("the patient's stay has ended: cancel this request instead")
+            self.moves.transfer(tx, stay, row.bed_id, actor, reason=f"bed request {row.id}")
+        else:
+            p = s.get_one(Patient, row.patient_id)
+            patient = PatientIn(nhs_number=p.nhs_number, local_id=p.local_id, sex=p.sex)
+            stay = self.moves.admit(tx, row.bed_id, patient, actor, source=row.source)
+            row.stay_id = stay.id
+        task = s.get(Task, row.task_id) if row.task_id else None
+        if task is not None and task.status in OPEN_TASK:
+            self.tasks.complete_in(tx, task, actor)
+        self._log(tx, row, "bed_request.arrived", actor)
+
+    def cancel(self, request_id: str, reason: str, actor: Actor) -> BedRequestRead:
+        with self.db.transaction() as tx:
+            row = self._lock(tx.session, request_id)
+            if row.status not in OPEN_REQUEST:
+                raise Conflict(f"bed request {row.id} is already {row.status}")
+            self._release(tx, row, actor, f"request cancelled: {reason}")
+            row.status, row.cancelled_at, row.cancel_reason = "cancelled", self.clock.now(), reason
+            self._log(tx, row, "bed_request.cancelled", actor, extra={"reason": reason})
+            self.reprioritise(tx, row.site_id, actor)
+        return self.get(request_id)
+
+    def _release(self, tx: Tx, row: BedRequest, actor: Actor, why: str) -> None:
+        """Give back the reserved bed and stop the porters (a request leaving 'allocated')."""
+        task = tx.session.get(Task, row.task_id) if row.task_id else None
+        if task is not None:
+            self.tasks.cancel_in(tx, task, actor, why)
+        if row.bed_id is not None and row.status == "allocated":
+            bed = tx.session.get_one(Bed, row.bed_id)
+            if bed.state == S.RESERVED.value:
+                self.moves.change_state(tx, bed.id, S.AVAILABLE, None, actor)
+        row.bed_id = row.task_id = None
+        row.allocated_at = row.allocated_by = None
+
+    # --- the reactor ----------------------------------------------------------------------
+
+    def on_record(self, tx: Tx, rec: EventRecord) -> None:
+        data = rec.data or {}
+        if rec.type == "task.created" and data.get("kind") == "cleaning" and rec.site_id:
+            self.reprioritise(tx, rec.site_id, None)
+        elif rec.type == "task.done" and data.get("kind") == "transfer" and data.get("request"):
+            row = self._lock(tx.session, str(data["request"]))
+            if row.status == "allocated":
+                self._arrive(tx, row, _actor(rec))
+        elif rec.bed_id and rec.from_state == S.RESERVED.value:
+            self._bed_lost(tx, rec)
+
+    def _bed_lost(self, tx: Tx, rec: EventRecord) -> None:
+        """An allocated bed was given to someone else, or released by hand: the patient
+        goes back to the queue (with the reason logged) rather than to a bed they lost."""
+        row = tx.session.scalars(
+            select(BedRequest)
+            .where(BedRequest.bed_id == rec.bed_id, BedRequest.status == "allocated")
+            .with_for_update()
+        ).first()
+        if row is None:
+            return
+        actor = _actor(rec)
+        bed_code = (rec.data or {}).get("bed", rec.bed_id)
+        self._release(tx, row, actor, f"bed {bed_code} became {rec.to_state}")
+        row.status = "waiting"
+        self._log(
+            tx, row, "bed_request.bed_lost", actor, extra={"bed": bed_code, "to": rec.to_state}
+        )
+        self.reprioritise(tx, row.site_id, actor)
+
+    # --- clean next -----------------------------------------------------------------------
+
+    def reprioritise(self, tx: Tx, site_id: str, actor: Actor | None) -> None:
+        """Match waiting patients (most urgent, longest wait first) to the dirty beds that
+        could take them (cleaning furthest along first): those tasks are 'clean next', and
+        tasks that no longer match go back to routine."""
+        s = tx.session
+        waiting = s.scalars(
+            select(BedRequest).where(BedRequest.site_id == site_id, BedRequest.status == "waiting")
+        ).all()
+        query = (
+            select(Task, Bed, Ward)
+            .join(Bed, Task.bed_id == Bed.id)
+            .join(Ward, Bed.ward_id == Ward.id)
+            .where(
+                Task.site_id == site_id,
+                Task.kind == "cleaning",
+                Task.status.in_(OPEN_TASK),
+            )
+        )
+        if not waiting:  # nobody waiting: only 'clean next' marks to take back
+            query = query.where(Task.priority == "clean_next")
+        rows = s.execute(query).all()
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda r: (PROGRESS.get(r[0].status, 9), r[0].created_at))
+        chosen: set[str] = set()
+        for row in sorted(waiting, key=lambda r: (PRIORITY_RANK[r.priority], r.decided_at)):
+            need = _need(row)
+            for task, bed, ward in rows:
+                if task.id not in chosen and matching.refusal(need, _place(bed, ward)) is None:
+                    chosen.add(task.id)
+                    break
+        who = actor or Actor(name="clean-next", role="system")
+        for task, _bed, _ward in rows:
+            if task.id in chosen:
+                self.tasks.set_priority(tx, task, "clean_next", who, "a patient is waiting")
+            elif task.priority == "clean_next":
+                self.tasks.set_priority(tx, task, "routine", who, "no patient waiting for it")
+
+    def suggestions(self, request_id: str, *, limit: int = 10) -> list[Candidate]:
+        """Beds that can take the patient, best first: available now, then soon clean."""
+        with self.db.read() as s:
+            row = s.get(BedRequest, request_id)
+            if row is None:
+                raise NotFound(f"no bed request with id {request_id!r}")
+            need = _need(row)
+            states = [S.AVAILABLE.value, S.AWAITING_CLEAN.value, S.CLEANING.value]
+            beds = s.execute(
+                select(Bed, Ward, Site)
+                .join(Ward, Bed.ward_id == Ward.id)
+                .join(Site, Ward.site_id == Site.id)
+                .where(Ward.site_id == row.site_id, Bed.state.in_(states))
+            ).all()
+            tasks = {
+                t.bed_id: t
+                for t in s.scalars(
+                    select(Task).where(
+                        Task.site_id == row.site_id,
+                        Task.kind == "cleaning",
+                        Task.status.in_(OPEN_TASK),
+                    )
+                )
+            }
+        now = self.clock.now()
+        out: list[tuple[tuple[int, int, int, str], Candidate]] = []
+        for bed, ward, site in beds:
+            place = _place(bed, ward)
+            if matching.refusal(need, place) is not None:
+                continue
+            rank, why = matching.reasons(need, place)
+            ready = 0 if bed.state == S.AVAILABLE.value else _ready_in(tasks.get(bed.id), now)
+            why.insert(
+                0, "available now" if ready == 0 else f"being cleaned: ready in ~{ready} min"
+            )
+            out.append(
+                (
+                    (1 if ready else 0, rank, ready, bed.code),
+                    Candidate(
+                        bed_id=bed.id,
+                        bed=bed.code,
+                        ward=ward.code,
+                        site=site.code,
+                        state=bed.state,
+                        ready_in_minutes=ready,
+                        specialty_match=rank < 10,
+                        reasons=why,
+                    ),
+                )
+            )
+        return [c for _key, c in sorted(out, key=lambda kv: kv[0])[:limit]]
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, request_id: str) -> BedRequestRead:
+        with self.db.read() as s:
+            rows = self._reads(s, _query().where(BedRequest.id == request_id))
+        if not rows:
+            raise NotFound(f"no bed request with id {request_id!r}")
+        return rows[0]
+
+    def list_requests(
+        self, *, site: str | None = None, open_only: bool = True, limit: int = 500
+    ) -> list[BedRequestRead]:
+        query = _query()
+        if site:
+            query = query.where(Site.code == site)
+        if open_only:
+            query = query.where(BedRequest.status.in_(OPEN_REQUEST))
+        query = query.order_by(BedRequest.decided_at).limit(limit)
+        with self.db.read() as s:
+            rows = self._reads(s, query)
+        if open_only:
+            rows.sort(key=lambda r: (PRIORITY_RANK.get(r.priority, 9), r.decided_at))
+        return rows
+
+    def _reads(
+        self, s: Session, query: Select[BedRequest, Patient, Site, Bed, Ward]
+    ) -> list[BedRequestRead]:
+        now = self.clock.now()
+        return [_read(r, p, site, bed, ward, now) for r, p, site, bed, ward in s.execute(query)]
+
+    def _lock(self, s: Session, request_id: str) -> BedRequest:
+        row = s.scalars(
+            select(BedRequest).where(BedRequest.id == request_id).with_for_update()
+        ).first()
+        if row is None:
+            raise NotFound(f"no bed request with id {request_id!r}")
+        return row
+
+    def _log(
+        self,
+        tx: Tx,
+        row: BedRequest,
+        event: str,
+        actor: Actor,
+        *,
+        site: Site | None = None,
+        bed: Bed | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        s = tx.session
+        site = site or s.get_one(Site, row.site_id)
+        bed = bed or (s.get(Bed, row.bed_id) if row.bed_id else None)
+        ward = s.get(Ward, bed.ward_id) if bed else None
+        data: dict[str, object] = {
+            "request": row.id,
+            "source": row.source,
+            "specialty": row.specialty,
+            "priority": row.priority,
+            "status": row.status,
+            "decided_at": row.decided_at.isoformat(),
+        }
+        if bed is not None:
+            data["bed"] = bed.code
+        data.update(extra or {})
+        tx.record(
+            event,
+            at=self.clock.now(),
+            actor=actor,
+            site_id=row.site_id,
+            site_code=site.code,
+            ward_id=ward.id if ward else None,
+            ward_code=ward.code if ward else None,
+            bed_id=bed.id if bed else None,
+            stay_id=row.stay_id,
+            data=data,
+        )
+
+
+def _actor(rec: EventRecord) -> Actor:
+    return Actor.from_label(rec.actor)
+
+
+def _need(row: BedRequest) -> matching.Need:
+    return matching.Need(
+        specialty=row.specialty, sex=row.sex, age_group=row.age_group, isolation=row.isolation
+    )
+
+
+def _place(bed: Bed, ward: Ward) -> matching.Place:
+    return matching.Place(
+        ward_code=ward.code,
+        specialty=ward.specialty,
+        ward_kind=ward.kind,
+        age_group=ward.age_group,
+        sex_policy=ward.sex_policy,
+        side_room=bed.side_room,
+        virtual=bed.virtual,
+    )
+
+
+def _ready_in(task: Task | None, now: datetime) -> int:
+    """Minutes until a dirty bed is likely clean, from its task's progress."""
+    if task is None:
+        return 24 * 60  # nobody has been asked: treat as far off
+    begun = task.started_at or now
+    left = task.expected_minutes - (now - begun).total_seconds() / 60
+    return max(1, round(left))
+
+
+def _query() -> Select[BedRequest, Patient, Site, Bed, Ward]:
+    return (
+        select(BedRequest, Patient, Site, Bed, Ward)
+        .join(Patient, BedRequest.patient_id == Patient.id)
+        .join(Site, BedRequest.site_id == Site.id)
+        .outerjoin(Bed, BedRequest.bed_id == Bed.id)
+        .outerjoin(Ward, Bed.ward_id == Ward.id)
+    )
+
+
+def _read(
+    r: BedRequest, p: Patient, site: Site, bed: Bed | None, ward: Ward | None, now: datetime
+) -> BedRequestRead:
+    end = r.arrived_at or r.cancelled_at or now
+    return BedRequestRead(
+        id=r.id,
+        patient_id=p.id,
+        nhs_number=p.nhs_number,
+        local_id=p.local_id,
+        stay_id=r.stay_id,
+        source=r.source,
+        site=site.code,
+        specialty=r.specialty,
+        sex=r.sex,
+        age_group=r.age_group,
+        isolation=r.isolation,
+        priority=r.priority,
+        from_location=r.from_location,
+        decided_at=r.decided_at,
+        created_at=r.created_at,
+        created_by=r.created_by,
+        status=r.status,
+        bed_id=r.bed_id,
+        bed=bed.code if bed else None,
+        ward=ward.code if ward else None,
+        task_id=r.task_id,
+        allocated_at=r.allocated_at,
+        arrived_at=r.arrived_at,
+        cancelled_at=r.cancelled_at,
+        cancel_reason=r.cancel_reason,
+        waiting_minutes=round(max(0.0, (end - r.decided_at).total_seconds()) / 60, 1),
+        version=r.version,
+    )

@@ -1,0 +1,1 @@
+"""Notifications: rules on events send to team and role feeds, webhooks and email (outbox)."""

@@ -1,0 +1,104 @@
+"""Teams: found (or made with defaults) for a site and a kind; loaded from a teams file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from wardwatch.capacity.models import Site
+from wardwatch.core.errors import NotFound, ValidationFailed
+from wardwatch.core.ids import new_id
+from wardwatch.tasks.models import Team
+from wardwatch.tasks.rules import DEFAULT_LIMITS, limits_for
+from wardwatch.tasks.schemas import TeamRead, TeamsFile, TeamSpec
+
+DEFAULT_NAMES = {"housekeeping": "Housekeeping", "porters": "Porters", "other": "Site team"}
+
+
+def team_for_site(s: Session, site_id: str, kind: str) -> Team:
+    """The site's team of ``kind`` (the first by code), made with default limits if the
+    trust has not configured one: a discharge must never lack someone to clean the bed."""
+    team = s.scalars(
+        select(Team).where(Team.site_id == site_id, Team.kind == kind).order_by(Team.code)
+    ).first()
+    if team is not None:
+        return team
+    site = s.get_one(Site, site_id)
+    team = Team(
+        id=new_id("team"),
+        code=f"{site.code}-{kind}",
+        name=f"{site.name} {DEFAULT_NAMES[kind].lower()}",
+        kind=kind,
+        site_id=site.id,
+        supervisor_minutes=15,
+    )
+    s.add(team)
+    s.flush()
+    return team
+
+
+def team_by_code(s: Session, code: str) -> Team:
+    team = s.scalars(select(Team).where(Team.code == code)).first()
+    if team is None:
+        raise NotFound(f"no team with code {code!r}")
+    return team
+
+
+def upsert(s: Session, spec: TeamSpec) -> Team:
+    site_id = None
+    if spec.site is not None:
+        site_id = s.scalars(select(Site.id).where(Site.code == spec.site)).first()
+        if site_id is None:
+            raise ValidationFailed(f"team {spec.code}: no site with code {spec.site!r}")
+    team = s.scalars(select(Team).where(Team.code == spec.code)).first()
+    if team is None:
+        team = Team(id=new_id("team"), code=spec.code)
+        s.add(team)
+    team.name = spec.name
+    team.kind = spec.kind
+    team.site_id = site_id
+    team.supervisor_email = spec.supervisor_email
+    team.supervisor_minutes = spec.supervisor_minutes
+    team.limits = {
+        key: limit.model_dump(exclude_none=True) for key, limit in spec.limits.items()
+    } or None
+    return team
+
+
+def parse_file(path: Path) -> TeamsFile:
+    """Read and check a teams file; every problem is named with where it is."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationFailed(f"{path}: cannot read the teams file: {exc}") from exc
+    try:
+        return TeamsFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValidationFailed(f"{path}: {problems}") from exc
+
+
+def read(team: Team, site_code: str | None) -> TeamRead:
+    return TeamRead(
+        id=team.id,
+        code=team.code,
+        name=team.name,
+        kind=team.kind,
+        site=site_code,
+        supervisor_email=team.supervisor_email,
+        supervisor_minutes=team.supervisor_minutes,
+        limits={
+            f"{kind}/{type_}": limits_for(kind, type_, team.limits)
+            for kind, type_ in (key.split("/", 1) for key in DEFAULT_LIMITS)
+            if kind in KINDS_FOR_TEAM.get(team.kind, ())
+        },
+    )
+
+
+KINDS_FOR_TEAM = {"housekeeping": ("cleaning",), "porters": ("transfer",), "other": ("other",)}

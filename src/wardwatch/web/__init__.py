@@ -1,0 +1,1 @@
+"""The web pages: HTML templates and static files, served without a build step."""

@@ -1,0 +1,26 @@
+"""Pages (HTML, not API): each is a static template whose script reads the JSON API with the
+token from the page's ``#token=…`` fragment, so a page itself needs no token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+TEMPLATES = Path(__file__).parent / "templates"
+#: The pages hold no data, but the scripts they load change: always revalidate them.
+HEADERS = {"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(name: str) -> HTMLResponse:
+    return HTMLResponse((TEMPLATES / name).read_text(encoding="utf-8"), headers=HEADERS)
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+def tasks_page() -> HTMLResponse:
+    """A team's task queue for a cleaner or porter on a phone: ``/tasks?team=CODE#token=…``
+    (without ``team``, the page offers a team picker)."""
+    return _page("tasks.html")
