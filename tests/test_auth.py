@@ -149,3 +149,13 @@ def test_token_create_refuses_unknown_role(
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "unknown role 'boss'" in result.stderr
+
+
+def test_a_revoked_token_is_refused_at_once(small: Runtime, client: TestClient) -> None:
+    """Tokens found valid are remembered for a few seconds; revoking forgets them."""
+    token_id, token = small.auth.create_token(role="ward", name="leaver")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/beds", headers=headers).status_code == 200  # now remembered
+    small.auth.revoke(token_id)  # as `wardwatch token revoke` does
+    r = client.get("/api/beds", headers=headers)
+    assert r.status_code == 401 and _message(r.json()) == "unknown or revoked token"

@@ -144,7 +144,7 @@ def test_bad_input_and_tasks_no_longer_needed(
     assert client.post(f"{url}/cancel", headers=cleaner, json={"reason": "x"}).status_code == 403
     # Stale version, then the real thing, then twice.
     r = client.post(f"{url}/accept", headers=cleaner, json={"version": 99})
-    assert r.status_code == 409 and "reload" in r.json()["message"]
+    assert r.status_code == 409 and "changed since you saw it" in r.json()["message"]
     assert client.post(f"{url}/accept", headers=cleaner).status_code == 200
     r = client.post(f"{url}/accept", headers=cleaner)
     assert r.status_code == 409 and "already accepted" in r.json()["message"]

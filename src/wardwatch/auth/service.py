@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,10 @@ from wardwatch.db.audit import AuditEntry
 from wardwatch.db.session import Database
 
 TOKEN_PREFIX = "ww_"  # noqa: S105 (a prefix, not a secret)
+#: How long a token found valid is trusted without asking the database again. A token
+#: revoked by another process still works for up to this long (docs/security.md).
+AUTH_CACHE_SECONDS = 5.0
+AUTH_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,7 @@ class AuthService:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        self._cache: dict[str, tuple[float, Principal]] = {}
 
     def create_token(self, *, role: str, name: str) -> tuple[str, str]:
         """A new token: returns (token id, the token itself, shown only this once)."""
@@ -74,11 +80,22 @@ class AuthService:
         return token_id, token
 
     def authenticate(self, token: str) -> Principal:
+        """The principal a bearer token stands for. Known-good tokens are remembered for
+        :data:`AUTH_CACHE_SECONDS` (a database read per request costs more than the request);
+        revoking a token in this process forgets them at once."""
+        key = hash_token(token)
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < AUTH_CACHE_SECONDS:
+            return hit[1]
         with self.db.read() as s:
-            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == key))
         if row is None or row.revoked_at is not None:
             raise Unauthorized("unknown or revoked token")
-        return Principal(token_id=row.id, name=row.name, role=Role(row.role))
+        who = Principal(token_id=row.id, name=row.name, role=Role(row.role))
+        if len(self._cache) > AUTH_CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic(), who)
+        return who
 
     def is_active(self, token_id: str) -> bool:
         with self.db.read() as s:
@@ -91,6 +108,7 @@ class AuthService:
             if row is None:
                 raise NotFound(f"no token with id {token_id!r}")
             row.revoked_at = self.clock.now()
+        self._cache.clear()
 
     def list_tokens(self) -> list[dict[str, Any]]:
         with self.db.read() as s:

@@ -131,13 +131,24 @@ class CapacityService:
                 source=req.source,
                 expected_discharge_date=req.expected_discharge_date,
             )
-        return self.get_stay(stay.id)
+            read = self._read_in(tx.session, stay)
+        return read
 
     def transfer(self, stay_id: str, req: TransferRequest, actor: Actor) -> StayRead:
         with self.db.transaction() as tx:
             stay = open_stay(tx.session, stay_id)
             self.moves.transfer(tx, stay, req.bed_id, actor, reason=req.reason)
-        return self.get_stay(stay_id)
+            read = self._read_in(tx.session, stay)
+        return read
+
+    def _read_in(self, s: Session, stay: Stay) -> StayRead:
+        """The stay as a move left it, from the rows the move loaded (answering from a new
+        read transaction would cost more than the move itself)."""
+        bed = s.get_one(Bed, stay.bed_id)
+        ward = s.get_one(Ward, bed.ward_id)
+        site = s.get_one(Site, ward.site_id)
+        patient = s.get_one(Patient, stay.patient_id)
+        return _stay_read(stay, patient, bed, ward, site, self.clock.now())
 
     def discharge(self, stay_id: str, req: DischargeRequest, actor: Actor) -> StayRead:
         with self.db.transaction() as tx:
@@ -150,7 +161,8 @@ class CapacityService:
                 pathway=req.pathway,
                 cleaning=req.cleaning,
             )
-        return self.get_stay(stay_id)
+            read = self._read_in(tx.session, stay)
+        return read
 
     def update_stay(self, stay_id: str, req: StayUpdate, actor: Actor) -> StayRead:
         changes = req.model_dump(exclude_unset=True)

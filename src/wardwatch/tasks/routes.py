@@ -40,13 +40,14 @@ def list_tasks(
     team: str | None = None,
     site: str | None = None,
     kind: str | None = None,
+    bed_id: str | None = None,
     status: Annotated[str, Query(pattern="^(open|all)$")] = "open",
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[TaskRead]:
     """Tasks, open ones in queue order (clean next first, then oldest); ``status=all``
     lists every task, newest first."""
     return rt.tasks.list_tasks(
-        team=team, site=site, kind=kind, open_only=status == "open", limit=limit
+        team=team, site=site, kind=kind, bed_id=bed_id, open_only=status == "open", limit=limit
     )
 
 

@@ -208,7 +208,7 @@ class TaskService:
             if version is not None and version != task.version:
                 raise Conflict(
                     f"task changed since you saw it (version {version}, now {task.version}): "
-                    f"it is {task.status.replace('_', ' ')}; reload"
+                    f"it is {task.status.replace('_', ' ')}{_closed_note(task)}"
                 )
             problem = refusal(Status(task.status), action)
             if problem:
@@ -220,7 +220,8 @@ class TaskService:
             else:
                 self._advance(tx, task, action, actor)
                 self._move_bed(tx, task, action, actor)
-        return self.get(task_id)
+            level = escalation.levels(tx.session, [task.id]).get(task.id, 0)
+        return _task_read(task, level, self.clock.now())
 
     def create_other(self, req: TaskCreate, actor: Actor) -> TaskRead:
         with self.db.transaction() as tx:
@@ -370,10 +371,13 @@ class TaskService:
         team: str | None = None,
         site: str | None = None,
         kind: str | None = None,
+        bed_id: str | None = None,
         open_only: bool = True,
         limit: int = 500,
     ) -> list[TaskRead]:
         query = _task_query()
+        if bed_id:
+            query = query.where(Task.bed_id == bed_id)
         if team:
             query = query.where(Task.team_code == team)
         if site:
@@ -432,11 +436,15 @@ def _actor_of(rec: EventRecord) -> Actor:
 
 
 def _closed_note(task: Task) -> str:
+    """Who or what moved the task on, to put in a refusal."""
     if task.status == Status.CANCELLED.value and task.cancel_reason:
         return f" ({task.cancel_reason})"
-    if task.status == Status.DONE.value and task.done_by:
-        return f" (by {task.done_by})"
-    return ""
+    by = {
+        Status.DONE.value: task.done_by,
+        Status.IN_PROGRESS.value: task.started_by,
+        Status.ACCEPTED.value: task.accepted_by,
+    }.get(task.status)
+    return f" (by {by})" if by else ""
 
 
 def _codes(

@@ -2,8 +2,8 @@
  * WardWatch control-centre page: whole-system and per-site bed occupancy, live.
  *
  * Vanilla ES2020, no build step, no external resources. Data comes from the JSON API with a
- * bearer token; live changes come from /api/stream (server-sent events). EventSource cannot
- * send an Authorization header, so the stream is read with fetch() and parsed here.
+ * bearer token; live changes come from /api/stream (server-sent events), read with fetch()
+ * by common.js's LiveStream (EventSource cannot send an Authorization header).
  *
  * Flow: token (from #token=… or the form) → open the stream → on every connect, every
  * `change` (throttled to once a second) and every `resync`, refetch /api/occupancy and
@@ -13,17 +13,13 @@
 'use strict';
 
 (() => {
-  const TOKEN_KEY = 'wardwatch-token';
+  const C = window.WardWatchCommon;   // common.js: h, api, tokens, SseParser, LiveStream
+  const { h } = C;
   // Disconnected this long → "Disconnected" + stale banner. Tests may shorten it by setting
   // window.WardWatchConfig = {staleAfterMs: …} before this script runs.
   const STALE_AFTER_MS = Number((window.WardWatchConfig || {}).staleAfterMs) || 30_000;
   const REFRESH_MIN_GAP_MS = 1_000;   // at most one /api/occupancy fetch a second
   const REFRESH_RETRY_MS = 3_000;     // after a failed fetch (not auth)
-  const BACKOFF_START_MS = 1_000;
-  const BACKOFF_MAX_MS = 10_000;
-  // The server sends ": keep-alive" every 15 s by default; if nothing at all arrives for this
-  // long the connection is assumed dead (e.g. a silently dropped network) and is reopened.
-  const WATCHDOG_MS = 45_000;
 
   const KIND_ORDER = ['acute', 'community', 'care_home', 'virtual_ward'];
   const KIND_PLURAL = {
@@ -52,13 +48,7 @@
     system: null,            // GET /api/system
     occupancy: null,         // GET /api/occupancy
     lastUpdate: null,        // Date of the snapshot on screen
-    lastEventId: null,       // last SSE id seen, sent back as Last-Event-ID
-    stream: null,            // AbortController of the open stream
-    connected: false,
-    everConnected: false,
-    downSince: null,         // Date.now() when the stream was lost (or first tried)
-    backoff: BACKOFF_START_MS,
-    reconnectTimer: null,
+    live: null,              // the LiveStream (connected, everConnected, downSince, …)
     // Refresh throttle: `dirty` means a newer snapshot is wanted.
     dirty: false,
     needSystem: true,
@@ -90,22 +80,6 @@
   function pointsOver(occ, target) {
     const pts = (occ - target) * 100;
     return `${pts.toFixed(1)} point${pts.toFixed(1) === '1.0' ? '' : 's'}`;
-  }
-
-  /** Tiny DOM builder: h('td', {class: 'num'}, 'text', childNode). Text is never HTML. */
-  function h(tag, attrs, ...children) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === 'class') el.className = v;
-      else if (k === 'style') Object.assign(el.style, v);
-      else el.setAttribute(k, v === true ? '' : String(v));
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return el;
   }
 
   /**
@@ -280,13 +254,14 @@
   function renderStatus() {
     const el = $('live-status');
     const now = Date.now();
-    const downFor = state.downSince === null ? 0 : now - state.downSince;
+    const live = state.live || { connected: false, everConnected: false, downSince: null };
+    const downFor = live.downSince === null ? 0 : now - live.downSince;
     let st;
     let text;
     if (state.stopped) { st = 'disconnected'; text = 'Disconnected'; }
-    else if (state.connected) { st = 'live'; text = 'Live'; }
+    else if (live.connected) { st = 'live'; text = 'Live'; }
     else if (downFor > STALE_AFTER_MS) { st = 'disconnected'; text = 'Disconnected'; }
-    else if (!state.everConnected) { st = 'connecting'; text = 'Connecting…'; }
+    else if (!live.everConnected) { st = 'connecting'; text = 'Connecting…'; }
     else { st = 'reconnecting'; text = 'Reconnecting…'; }
     if (el.dataset.state !== st) el.dataset.state = st;
     if (el.textContent !== text) el.textContent = text;
@@ -296,7 +271,7 @@
     // Honesty: say so when the figures may no longer be current.
     const failingFor = state.failingSince === null ? 0 : now - state.failingSince;
     const stale = !state.stopped && (
-      (!state.connected && downFor > STALE_AFTER_MS) || failingFor > STALE_AFTER_MS);
+      (!live.connected && downFor > STALE_AFTER_MS) || failingFor > STALE_AFTER_MS);
     const banner = $('stale-banner');
     banner.hidden = !stale;
     if (stale) {
@@ -314,28 +289,8 @@
 
   /* ---------------------------------------------------------------- API -------------- */
 
-  class ApiError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
-  }
-
-  async function errorMessage(res) {
-    try {
-      const body = await res.json();
-      if (body && body.message) return String(body.message);
-    } catch (_) { /* not JSON */ }
-    return `HTTP ${res.status}`;
-  }
-
-  async function api(path) {
-    const res = await fetch(path, {
-      headers: { Authorization: `Bearer ${state.token}`, Accept: 'application/json' },
-      cache: 'no-store',
-    });
-    if (!res.ok) throw new ApiError(res.status, await errorMessage(res));
-    return res.json();
-  }
-
-  const isAuthError = (err) => err instanceof ApiError && (err.status === 401 || err.status === 403);
+  const api = (path) => C.api(state.token, path);
+  const { isAuthError } = C;
 
   /* ---------------------------------------------------------------- refresh ---------- */
 
@@ -397,57 +352,7 @@
 
   /* ---------------------------------------------------------------- SSE -------------- */
 
-  /**
-   * Incremental parser for text/event-stream (WHATWG HTML §9.2.6). Feed it decoded text in
-   * any chunking; it calls onEvent({type, data, id}) once per complete frame. Lines may end in
-   * CRLF, LF or CR, and a CRLF split across two chunks counts once.
-   */
-  class SseParser {
-    constructor(onEvent) {
-      this.onEvent = onEvent;
-      this.buffer = '';
-      this.reset();
-    }
-
-    reset() { this.type = ''; this.data = []; this.id = null; }
-
-    push(text) {
-      const buf = this.buffer + text;
-      const eol = /\r\n|\r|\n/g;
-      let start = 0;
-      let m;
-      while ((m = eol.exec(buf)) !== null) {
-        // A lone CR at the very end may be the first half of a CRLF: wait for more text.
-        if (m[0] === '\r' && m.index === buf.length - 1) break;
-        this.line(buf.slice(start, m.index));
-        start = m.index + m[0].length;
-      }
-      this.buffer = buf.slice(start);
-    }
-
-    line(line) {
-      if (line === '') { this.dispatch(); return; }
-      if (line.startsWith(':')) return;            // comment, e.g. ": keep-alive"
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let value = colon < 0 ? '' : line.slice(colon + 1);
-      if (value.startsWith(' ')) value = value.slice(1);
-      if (field === 'event') this.type = value;
-      else if (field === 'data') this.data.push(value);
-      else if (field === 'id' && !value.includes('\0')) this.id = value;
-      // "retry" is ignored: reconnection uses our own backoff.
-    }
-
-    dispatch() {
-      const frame = { type: this.type || 'message', data: this.data.join('\n'), id: this.id };
-      const hasContent = this.data.length > 0 || this.type !== '';
-      this.reset();
-      if (hasContent || frame.id !== null) this.onEvent(frame);
-    }
-  }
-
   function onFrame(frame) {
-    if (frame.id !== null && frame.id !== '') state.lastEventId = frame.id;
     if (frame.type === 'change') {
       requestRefresh();
     } else if (frame.type === 'resync') {
@@ -456,62 +361,9 @@
     }
   }
 
-  async function connectStream() {
-    state.reconnectTimer = null;
-    if (state.stopped) return;
-    const ctrl = new AbortController();
-    state.stream = ctrl;
-    let watchdog = null;
-    const kick = () => {
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => ctrl.abort(), WATCHDOG_MS);
-    };
-    const headers = { Authorization: `Bearer ${state.token}`, Accept: 'text/event-stream' };
-    if (state.lastEventId !== null) headers['Last-Event-ID'] = state.lastEventId;
-    try {
-      kick();
-      const res = await fetch('/api/stream', { headers, cache: 'no-store', signal: ctrl.signal });
-      if (res.status === 401 || res.status === 403) {
-        authFailed(res.status, await errorMessage(res));
-        return;
-      }
-      if (!res.ok || !res.body) throw new Error(`stream: HTTP ${res.status}`);
-      streamOpened();
-      const reader = res.body.getReader();
-      const decoder = new TextDecoder();
-      const parser = new SseParser(onFrame);
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        kick();
-        parser.push(decoder.decode(value, { stream: true }));
-      }
-      parser.push(decoder.decode());
-    } catch (_) {
-      // Network failure, server gone, or our watchdog/abort: handled below.
-    } finally {
-      clearTimeout(watchdog);
-    }
-    if (state.stopped || state.stream !== ctrl) return;   // signed out or superseded
-    streamLost();
-  }
-
   function streamOpened() {
-    state.connected = true;
-    state.everConnected = true;
-    state.downSince = null;
-    state.backoff = BACKOFF_START_MS;
     // We are subscribed now: a fresh snapshot covers anything missed while away.
     requestRefresh();
-    renderStatus();
-  }
-
-  function streamLost() {
-    state.connected = false;
-    if (state.downSince === null) state.downSince = Date.now();
-    const wait = state.backoff;
-    state.backoff = Math.min(state.backoff * 2, BACKOFF_MAX_MS);   // 1, 2, 4, 8, 10, 10… s
-    state.reconnectTimer = setTimeout(connectStream, wait);
     renderStatus();
   }
 
@@ -521,34 +373,30 @@
     stop();
     state.token = token;
     state.stopped = false;
-    state.downSince = Date.now();
     state.failingSince = null;
-    state.lastEventId = null;
     state.needSystem = true;
     $('auth-panel').hidden = true;
     showError(null);
     requestRefresh({ system: true });   // show figures even before the stream is up
-    connectStream();
+    state.live = new C.LiveStream(token, {
+      onOpen: streamOpened, onFrame, onDown: renderStatus, onAuthError: authFailed,
+    });
+    state.live.start();
     renderStatus();
   }
 
   function stop() {
     state.stopped = true;
-    state.connected = false;
-    if (state.stream) state.stream.abort();
-    state.stream = null;
-    clearTimeout(state.reconnectTimer);
+    if (state.live) state.live.stop();
     clearTimeout(state.refreshTimer);
-    state.reconnectTimer = null;
     state.refreshTimer = null;
     state.dirty = false;
-    state.backoff = BACKOFF_START_MS;
   }
 
   function authFailed(status, message) {
     stop();
     state.token = null;
-    sessionStorage.removeItem(TOKEN_KEY);
+    C.forgetToken();
     // 401: unknown or revoked token. 403: a valid token whose role may not read capacity.
     const text = status === 403
       ? `Not authorised: this token may not view bed capacity (${message}). Paste a token with the read-only role or above.`
@@ -568,38 +416,22 @@
     $('token-input').focus();
   }
 
-  /** A token from #token=…, removed from the address bar at once and kept for this tab. */
-  function tokenFromHash() {
-    const params = new URLSearchParams(location.hash.replace(/^#/, ''));
-    const fromHash = params.get('token');
-    if (fromHash !== null) {
-      params.delete('token');
-      const rest = params.toString();
-      history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
-      if (fromHash.trim()) {
-        sessionStorage.setItem(TOKEN_KEY, fromHash.trim());
-        return fromHash.trim();
-      }
-    }
-    return null;
-  }
-
   function init() {
     $('token-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
       const token = $('token-input').value.trim();
       if (!token) return;
-      sessionStorage.setItem(TOKEN_KEY, token);
+      C.saveToken(token);
       $('token-input').value = '';
       start(token);
     });
     // Opening the demo's …/#token=… link in a tab already showing this page changes only
     // the hash (no reload), so listen for that too.
     window.addEventListener('hashchange', () => {
-      const token = tokenFromHash();
+      const token = C.tokenFromHash();
       if (token) start(token);
     });
-    const token = tokenFromHash() || sessionStorage.getItem(TOKEN_KEY);
+    const token = C.tokenFromHash() || C.savedToken();
     if (token) start(token);
     else showAuth(null);
     renderStatus();
@@ -607,7 +439,7 @@
   }
 
   // Exposed for tests and debugging; holds no secrets.
-  window.WardWatch = { SseParser };
+  window.WardWatch = { SseParser: C.SseParser };
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
   else init();
