@@ -185,8 +185,9 @@ class BedMoves(PendingMoves):
             at=when,
             data={"destination": destination, "pathway": pathway, "cleaning": cleaning},
         )
-        self.close_pending(tx, stay.patient_id, "discharge", "done", actor, at=when)
-        self.close_pending(tx, stay.patient_id, "transfer", "cancelled", actor, at=when)
+        self.close_pendings(
+            tx, stay.patient_id, {"discharge": "done", "transfer": "cancelled"}, actor, at=when
+        )
         _audit_stay(tx, stay, actor, when, "discharge")
         return stay
 

@@ -117,15 +117,28 @@ class PendingMoves(BedWriter):
         at: datetime | None = None,
     ) -> int:
         """Close a patient's pending moves of ``kind``; release the beds they still hold."""
+        return self.close_pendings(tx, patient_id, {kind: status}, actor, at=at)
+
+    def close_pendings(
+        self,
+        tx: Tx,
+        patient_id: str,
+        statuses: dict[str, str],
+        actor: Actor,
+        *,
+        at: datetime | None = None,
+    ) -> int:
+        """Close a patient's pending moves of several kinds at once (``{kind: new status}``),
+        in one query."""
         moves = tx.session.scalars(
             select(PendingMove).where(
                 PendingMove.patient_id == patient_id,
-                PendingMove.kind == kind,
+                PendingMove.kind.in_(list(statuses)),
                 PendingMove.status == "pending",
             )
         ).all()
         for move in moves:
-            move.status = status
+            move.status = statuses[move.kind]
             move.closed_at = self.clock.now()
             if move.reserved and move.to_bed_id:
                 move.reserved = False

@@ -142,13 +142,10 @@ class CapacityService:
         return read
 
     def _read_in(self, s: Session, stay: Stay) -> StayRead:
-        """The stay as a move left it, from the rows the move loaded (answering from a new
-        read transaction would cost more than the move itself)."""
-        bed = s.get_one(Bed, stay.bed_id)
-        ward = s.get_one(Ward, bed.ward_id)
-        site = s.get_one(Site, ward.site_id)
-        patient = s.get_one(Patient, stay.patient_id)
-        return _stay_read(stay, patient, bed, ward, site, self.clock.now())
+        """The stay as a move left it, read inside the move's transaction (one query; a new
+        read transaction would cost three round trips more)."""
+        row = s.execute(_stay_query().where(Stay.id == stay.id)).one()
+        return _stay_read(*row, self.clock.now())
 
     def discharge(self, stay_id: str, req: DischargeRequest, actor: Actor) -> StayRead:
         with self.db.transaction() as tx:

@@ -61,6 +61,7 @@ class Dispatcher:
         """Deliver until cancelled."""
         self._loop, wakeup = asyncio.get_running_loop(), asyncio.Event()
         self.service.add_waker(self.wake)
+        self.service.add_handoff(self.take)
         self._wakeup = wakeup
         try:
             async with httpx.AsyncClient() as client:
@@ -74,12 +75,27 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wakeup.wait(), self.sweep_seconds)
         finally:
+            self.service.remove_handoff(self.take)
             self.service.remove_waker(self.wake)
             for task in self._in_flight:
                 task.cancel()  # their rows stay "sending" and come back when the lease ends
             await asyncio.gather(*self._in_flight, return_exceptions=True)
             self._client = None
             self._loop = self._wakeup = None
+
+    def take(self, claims: list[outbox.Claim]) -> None:
+        """Send deliveries claimed for us in a committed transaction (from any thread)."""
+        loop = self._loop
+        if loop is None:
+            return  # stopping: the claims come due again when their lease ends
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(self._start, claims)
+
+    def _start(self, claims: list[outbox.Claim]) -> None:
+        for c in claims:
+            task = asyncio.create_task(self._deliver(c))
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
 
     async def _start_due(self) -> bool:
         """Claim what is due and start sending it; True if the batch was full."""
@@ -91,10 +107,7 @@ class Dispatcher:
         except Exception:
             log.exception("claiming notifications failed; trying again shortly")
             return False
-        for c in claims:
-            task = asyncio.create_task(self._deliver(c))
-            self._in_flight.add(task)
-            task.add_done_callback(self._done)
+        self._start(claims)
         return len(claims) == free
 
     def _done(self, task: asyncio.Task[Any]) -> None:

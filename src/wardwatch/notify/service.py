@@ -29,8 +29,10 @@ from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.session import Database, Tx
 from wardwatch.notify import rules
+from wardwatch.notify.channels import Outgoing
 from wardwatch.notify.config import NotifyConfig, default_rules, load_rules
-from wardwatch.notify.models import DEAD, PENDING, SENT, STATUSES, Notification
+from wardwatch.notify.models import DEAD, PENDING, SENDING, SENT, STATUSES, Notification
+from wardwatch.notify.outbox import LEASE, Claim
 from wardwatch.notify.schemas import NotificationRead
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class NotifyService:
         #: Targets skipped because the event lacked a field: "rule -> target" → count.
         self.skipped: Counter[str] = Counter()
         self._wakers: list[Callable[[], None]] = []
+        self._handoffs: list[Callable[[list[Claim]], None]] = []
         self._lock = threading.Lock()
 
     def use(self, config: NotifyConfig) -> None:
@@ -67,6 +70,19 @@ class NotifyService:
         with self._lock:
             if wake in self._wakers:
                 self._wakers.remove(wake)
+
+    def add_handoff(self, take: Callable[[list[Claim]], None]) -> None:
+        """While a dispatcher runs in this process, the deliveries a transaction queues are
+        written already claimed by it and handed over after the commit: they go out at
+        once, without a claiming transaction first. (If it stops in between, its claims
+        come due again when their lease ends.)"""
+        with self._lock:
+            self._handoffs.append(take)
+
+    def remove_handoff(self, take: Callable[[list[Claim]], None]) -> None:
+        with self._lock:
+            if take in self._handoffs:
+                self._handoffs.remove(take)
 
     def wake(self) -> None:
         with self._lock:
@@ -105,6 +121,7 @@ class NotifyService:
     def _write(self, tx: Tx, session: Session) -> None:
         session.flush()  # the events get their sequence numbers
         now = self.clock.now()
+        direct = bool(self._handoffs)  # claimed here for this process's dispatcher
         rows = []
         for rec, fields, planned in tx.scratch.pop(KEY, []):
             body = rules.body(fields, rec.data)
@@ -124,9 +141,10 @@ class NotifyService:
                         task_id=task[:40] if task else None,
                         subject=p.subject,
                         body=body,
-                        status=SENT if feed else PENDING,
-                        attempts=1 if feed else 0,
+                        status=SENT if feed else SENDING if direct else PENDING,
+                        attempts=1 if feed or direct else 0,
                         next_attempt_at=None if feed else now,
+                        claimed_until=now + LEASE if direct and not feed else None,
                         sent_at=now if feed else None,
                     )
                 )
@@ -140,7 +158,13 @@ class NotifyService:
                 DomainEvent(seq=r.seq, type=FEED_EVENT, at=r.created_at, data=r.message())
                 for r in feed
             )
-        if len(feed) < len(rows):
+        claimed = [r for r in rows if r.status == SENDING]
+        if claimed:
+            with self._lock:
+                take = self._handoffs[0] if self._handoffs else None
+            if take is not None:
+                take([Claim(_outgoing(r), r.attempts) for r in claimed])
+        if len(feed) + len(claimed) < len(rows):
             self.wake()
 
     # --- reads -----------------------------------------------------------------------------
@@ -214,3 +238,14 @@ class NotifyService:
             )
             tx.after_commit[KEY] = self.wake
             return NotificationRead.model_validate(row)
+
+
+def _outgoing(row: Notification) -> Outgoing:
+    return Outgoing(
+        id=row.id,
+        channel=row.channel,
+        kind=row.kind,
+        audience=row.audience,
+        subject=row.subject,
+        message=row.message(),
+    )
