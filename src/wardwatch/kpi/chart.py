@@ -18,7 +18,11 @@ def turnaround_png(rows: list[dict[str, Any]], path: Path, *, title: str) -> Non
     import matplotlib.pyplot as plt
 
     labels = [
-        " ".join(str(v) for k, v in row.items() if k in ("site", "ward", "day", "scope"))
+        " ".join(
+            str(v)
+            for k, v in row.items()
+            if k in ("ward", "day", "scope") or (k == "site" and "ward" not in row)
+        )
         for row in rows
     ]
     medians = [row.get("turnaround_median") or 0 for row in rows]
@@ -27,17 +31,23 @@ def turnaround_png(rows: list[dict[str, Any]], path: Path, *, title: str) -> Non
     fig, ax = plt.subplots(figsize=(9, height), dpi=110)
     try:
         y = list(range(len(rows)))
-        ax.barh([i + 0.2 for i in y], p90s, height=0.4, color="#9bb7d4", label="90th percentile")
         ax.barh([i - 0.2 for i in y], medians, height=0.4, color="#005eb8", label="median")
-        ax.axvline(KENT_BEFORE_MIN, color="#d5281b", linestyle="--", linewidth=1)
-        ax.axvline(KENT_AFTER_MIN, color="#007f3b", linestyle="--", linewidth=1)
-        ax.text(KENT_BEFORE_MIN, -0.9, " Kent before (~3 h)", color="#d5281b", fontsize=8)
-        ax.text(KENT_AFTER_MIN, -0.9, " Kent after (~1 h)", color="#007f3b", fontsize=8)
+        ax.barh([i + 0.2 for i in y], p90s, height=0.4, color="#9bb7d4", label="90th percentile")
+        ax.axvline(
+            KENT_AFTER_MIN, color="#007f3b", linestyle="--", linewidth=1, label="Kent after (~1 h)"
+        )
+        ax.axvline(
+            KENT_BEFORE_MIN,
+            color="#d5281b",
+            linestyle="--",
+            linewidth=1,
+            label="Kent before (~3 h)",
+        )
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
         ax.set_xlabel("minutes from discharge to bed available")
         ax.set_title(title)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
         ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)

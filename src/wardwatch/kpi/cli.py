@@ -17,6 +17,7 @@ from wardwatch.clikit import err, fail, out, runtime
 from wardwatch.core.errors import WardWatchError
 from wardwatch.kpi.chart import turnaround_png
 
+TEXT = ("site", "ward", "day", "team", "kind", "scope")
 report_app = typer.Typer(help="Reports computed from the event log.", no_args_is_help=True)
 
 FromOpt = Annotated[
@@ -43,12 +44,14 @@ def _emit(rows: list[dict[str, Any]], fmt: str, output: Path | None, title: str)
             writer.writeheader()
             writer.writerows(rows)
         text = buf.getvalue()
-    elif fmt == "table":
-        table = Table(title=title)
-        for name in rows[0] if rows else ["(no data)"]:
-            table.add_column(name, justify="right" if name not in ("site", "ward") else "left")
+    elif fmt == "table":  # the figures a person reads; CSV and JSON carry every column
+        names = [k for k in (rows[0] if rows else {}) if not k.endswith("_n")]
+        table = Table(title=f"{title} (minutes)")
+        for name in names or ["(no data)"]:
+            label = name.replace("_median", " median").replace("_p90", " p90").replace("_", " ")
+            table.add_column(label, justify="left" if name in TEXT else "right", overflow="fold")
         for row in rows:
-            table.add_row(*("—" if v is None else str(v) for v in row.values()))
+            table.add_row(*("-" if row[k] is None else str(row[k]) for k in names))
         out.print(table)
         return
     else:
