@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wardwatch import __version__
 from wardwatch.auth.routes import router as auth_router
@@ -62,6 +63,28 @@ async def _escalate(runtime: Runtime) -> None:
         except Exception:
             log.exception("task escalation check failed")
         await asyncio.sleep(runtime.settings.escalation_interval_seconds)
+
+
+class RefuseNul:
+    """A NUL in a path or query can never name anything (PostgreSQL cannot store it): 400.
+    (/fhir answers such requests itself, as OperationOutcomes.) Plain ASGI, not
+    ``@app.middleware``: that wraps every request in an extra task and stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope.get("path", "")
+            query: bytes = scope.get("query_string", b"")
+            if not path.startswith("/fhir") and ("\x00" in path or b"%00" in query):
+                response = JSONResponse(
+                    {"error": "invalid", "message": "the address contains a NUL character"},
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -129,17 +152,7 @@ def create_app(
     def index() -> HTMLResponse:
         return HTMLResponse((WEB / "templates" / "index.html").read_text(encoding="utf-8"))
 
-    @app.middleware("http")
-    async def _refuse_nul(request: Request, call_next: Any) -> Any:
-        """A NUL in a path or query can never name anything (PostgreSQL cannot store it).
-        (/fhir answers such requests itself, as OperationOutcomes.)"""
-        path = request.url.path
-        if not path.startswith("/fhir") and ("\x00" in path or "%00" in request.url.query):
-            return JSONResponse(
-                {"error": "invalid", "message": "the address contains a NUL character"},
-                status_code=400,
-            )
-        return await call_next(request)
+    app.add_middleware(RefuseNul)
 
     @app.exception_handler(WardWatchError)
     async def _domain_error(request: Request, exc: WardWatchError) -> Response:
