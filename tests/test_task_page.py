@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REQUIRE_ALL, SMALL_SYSTEM
+from tests.browser import WAIT_MS, launch, require_chromium
+from tests.conftest import SMALL_SYSTEM
 from tests.serving import serving
 from wardwatch.app import create_app
 from wardwatch.capacity.schemas import AdmitRequest, DischargeRequest, PatientIn
@@ -37,33 +38,12 @@ from wardwatch.tasks.schemas import TaskUpdate
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    if REQUIRE_ALL:
-        raise RuntimeError(
-            f"browser tests need Chromium at {CHROMIUM} (apt-get install "
-            f"chromium); WARDWATCH_TEST_REQUIRE_ALL=1 forbids skipping them"
-        )
-    pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
-        allow_module_level=True,
-    )
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
+playwright_sync = require_chromium()
 expect = playwright_sync.expect
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "img" / "task-page.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE = {"width": 390, "height": 844}
-WAIT_MS = 5_000
 HOUSEKEEPING = "ACU1-housekeeping"
 PORTERS = "ACU1-porters"
 
@@ -130,12 +110,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from launch(playwright_sync)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.conftest import REQUIRE_ALL
+from tests.browser import WAIT_MS, launch, require_chromium
 from wardwatch.app import create_app
 from wardwatch.capacity.schemas import AdmitRequest, PatientIn
 from wardwatch.capacity.service import BedFilter
@@ -36,33 +36,12 @@ from wardwatch.runtime import Runtime
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    if REQUIRE_ALL:
-        raise RuntimeError(
-            f"browser tests need Chromium at {CHROMIUM} (apt-get install "
-            f"chromium); WARDWATCH_TEST_REQUIRE_ALL=1 forbids skipping them"
-        )
-    pytest.skip(
-        f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)",
-        allow_module_level=True,
-    )
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
+playwright_sync = require_chromium()
 expect = playwright_sync.expect
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "kent-medway.yaml"
 SCREENSHOT = ROOT / "docs" / "img" / "first-page.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 5_000
 
 
 class ServerThread:
@@ -146,12 +125,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from launch(playwright_sync)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from wardwatch.capacity.reports import sitrep_csv
@@ -18,8 +17,7 @@ from wardwatch.capacity.schemas import AdmitRequest, DischargeRequest, PatientIn
 from wardwatch.capacity.service import BedFilter
 from wardwatch.capacity.states import BedState
 from wardwatch.capacity.system import load_system_file
-from wardwatch.config import Settings
-from wardwatch.core.actor import Actor
+from wardwatch.clikit import CLI_ACTOR, err, fail, out, runtime
 from wardwatch.core.errors import NotFound, ValidationFailed, WardWatchError
 from wardwatch.kpi.cli import report_app
 from wardwatch.notify.cli import notify_app
@@ -52,23 +50,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(teams_app, name="teams")
 app.add_typer(tasks_app, name="tasks")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-CLI_ACTOR = Actor(name="cli", role="admin")
 GRACE_SECONDS = 3  # live streams never end by themselves: do not wait for them at shutdown
-
-
-def _runtime() -> Runtime:
-    return Runtime.build(Settings())
-
-
-def _fail(exc: WardWatchError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc.message}")
-    for problem in (
-        getattr(exc, "problems", [])[1:] if len(getattr(exc, "problems", [])) > 1 else []
-    ):
-        err.print(f"  - {problem}")
-    return typer.Exit(code=2 if isinstance(exc, ValidationFailed) else 1)
 
 
 # --- serving -------------------------------------------------------------------------------
@@ -93,7 +75,7 @@ def serve(
 
     from wardwatch.app import create_app
 
-    rt = _runtime()
+    rt = runtime()
     _short_switch_interval()
     out.print(f"WardWatch on http://{host}:{port}  (database: {rt.db.dialect})")
     if mllp_port:
@@ -167,11 +149,11 @@ def demo(
 @system_app.command("load")
 def system_load(file: Path) -> None:
     """Load (or update) the system from a YAML file. All or nothing."""
-    rt = _runtime()
+    rt = runtime()
     try:
         result = rt.system.load(load_system_file(file), CLI_ACTOR)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(
         f"Loaded system {result.system}: {result.sites_created} sites, "
         f"{result.wards_created} wards, {result.beds_created} beds created; "
@@ -182,11 +164,11 @@ def system_load(file: Path) -> None:
 @system_app.command("show")
 def system_show() -> None:
     """List the sites and their bed counts."""
-    rt = _runtime()
+    rt = runtime()
     try:
         info = rt.system.system_info()
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     table = Table(title=f"{info['name']} ({info['code']})")
     for col in ("code", "name", "kind", "wards", "beds"):
         table.add_column(col)
@@ -210,18 +192,18 @@ def token_create(
     name: Annotated[str, typer.Option(help="who or what will use the token")],
 ) -> None:
     """Create a token and print it alone on stdout (it is shown only once)."""
-    rt = _runtime()
+    rt = runtime()
     try:
         token_id, token = rt.auth.create_token(role=role, name=name)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     err.print(f"token {token_id} for {name} ({role}); store it now, it is not shown again")
     sys.stdout.write(token + "\n")
 
 
 @token_app.command("list")
 def token_list() -> None:
-    rt = _runtime()
+    rt = runtime()
     table = Table()
     for col in ("id", "name", "role", "created", "revoked"):
         table.add_column(col)
@@ -232,18 +214,18 @@ def token_list() -> None:
 
 @token_app.command("revoke")
 def token_revoke(token_id: str) -> None:
-    rt = _runtime()
+    rt = runtime()
     try:
         rt.auth.revoke(token_id)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"revoked {token_id}")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database to the latest schema."""
-    rt = _runtime()
+    rt = runtime()
     out.print(f"database is up to date ({rt.db.dialect})")
 
 
@@ -254,7 +236,7 @@ def db_check(
     """Check that the kept bed counters agree with the beds (and optionally rebuild them)."""
     from wardwatch.capacity import counts
 
-    rt = _runtime()
+    rt = runtime()
     with rt.db.read() as s:
         drift = counts.drift(s)
     if not drift:
@@ -280,7 +262,7 @@ def bed_list(
     state: Annotated[BedState | None, typer.Option(case_sensitive=False)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    rt = _runtime()
+    rt = runtime()
     beds = rt.capacity.list_beds(BedFilter(site=site, ward=ward, state=state, limit=1_000_000))
     if as_json:
         _print_json([b.model_dump(mode="json") for b in beds])
@@ -301,11 +283,11 @@ def bed_set(
 ) -> None:
     """Change a bed's state by hand, e.g. ``wardwatch bed set XMT01-AMU-03 blocked --reason
     'infection control'``."""
-    rt = _runtime()
+    rt = runtime()
     try:
         bed = rt.capacity.change_bed_state(_bed_id(rt, code), state, reason, CLI_ACTOR)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"{bed.code} is now {bed.state.value}")
 
 
@@ -318,7 +300,7 @@ def patient_admit(
     source: str | None = None,
     expected_discharge: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
 ) -> None:
-    rt = _runtime()
+    rt = runtime()
     try:
         req = AdmitRequest.model_validate(
             {
@@ -334,19 +316,19 @@ def patient_admit(
         )
         stay = rt.capacity.admit(req, CLI_ACTOR)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except ValueError as exc:
-        raise _fail(ValidationFailed(str(exc).splitlines()[-1])) from None
+        raise fail(ValidationFailed(str(exc).splitlines()[-1])) from None
     out.print(f"admitted to {stay.bed_code}: stay {stay.id}")
 
 
 @patient_app.command("transfer")
 def patient_transfer(stay_id: str, bed: Annotated[str, typer.Argument(help="bed code")]) -> None:
-    rt = _runtime()
+    rt = runtime()
     try:
         stay = rt.capacity.transfer(stay_id, TransferRequest(bed_id=_bed_id(rt, bed)), CLI_ACTOR)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"stay {stay.id} moved to {stay.bed_code}")
 
 
@@ -356,15 +338,15 @@ def patient_discharge(
     destination: Annotated[str, typer.Option()] = "usual residence",
     pathway: Annotated[int, typer.Option(min=0, max=3)] = 0,
 ) -> None:
-    rt = _runtime()
+    rt = runtime()
     try:
         stay = rt.capacity.discharge(
             stay_id, DischargeRequest(destination=destination, pathway=pathway), CLI_ACTOR
         )
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except ValueError as exc:  # the request itself is invalid (pydantic)
-        raise _fail(ValidationFailed(str(exc).splitlines()[-1].strip())) from None
+        raise fail(ValidationFailed(str(exc).splitlines()[-1].strip())) from None
     out.print(f"stay {stay.id} discharged from {stay.bed_code}; bed awaits cleaning")
 
 
@@ -381,8 +363,8 @@ def hl7_replay(file: Path) -> None:
     try:
         messages = list(split_file(file.read_bytes()))
     except OSError as exc:
-        raise _fail(ValidationFailed(f"cannot read {file}: {exc.strerror}")) from None
-    rt = _runtime()
+        raise fail(ValidationFailed(f"cannot read {file}: {exc.strerror}")) from None
+    rt = runtime()
     counts: dict[str, int] = {}
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task(f"Replaying {file.name}", total=len(messages))
@@ -398,7 +380,7 @@ def hl7_replay(file: Path) -> None:
 
 @quarantine_app.command("list")
 def quarantine_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    rt = _runtime()
+    rt = runtime()
     rows = rt.hl7.list(status="quarantined", limit=100_000)
     if as_json:
         _print_json(rows)
@@ -423,7 +405,7 @@ def quarantine_replay(
     message_id: Annotated[str | None, typer.Argument(help="one message; default: all")] = None,
 ) -> None:
     """Apply quarantined messages again (after fixing the cause), oldest first."""
-    rt = _runtime()
+    rt = runtime()
     try:
         if message_id:
             result = rt.hl7.replay(message_id, CLI_ACTOR)
@@ -432,16 +414,16 @@ def quarantine_replay(
             counts = rt.hl7.replay_quarantined(CLI_ACTOR)
             out.print(", ".join(f"{n} {status}" for status, n in counts.items()))
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 @quarantine_app.command("discard")
 def quarantine_discard(message_id: str, reason: Annotated[str, typer.Option()]) -> None:
-    rt = _runtime()
+    rt = runtime()
     try:
         rt.hl7.discard(message_id, reason, CLI_ACTOR)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"discarded {message_id}")
 
 
@@ -451,7 +433,7 @@ def quarantine_discard(message_id: str, reason: Annotated[str, typer.Option()]) 
 @app.command()
 def occupancy(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Occupancy now, per site and for the system, against the target."""
-    rt = _runtime()
+    rt = runtime()
     snap = rt.occupancy.live()
     if as_json:
         _print_json(snap)
@@ -483,12 +465,12 @@ def sitrep(
     """The daily SitRep-style 08:00 bed snapshot, rebuilt from the event log."""
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("--format must be csv or json")
-    rt = _runtime()
+    rt = runtime()
     when: date = day.date() if day else rt.clock.now().astimezone(rt.occupancy.tz).date()
     try:
         report = rt.occupancy.sitrep(when)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     text = sitrep_csv(report) if fmt == "csv" else json.dumps(report, indent=2) + "\n"
     if output:
         output.write_text(text, encoding="utf-8")

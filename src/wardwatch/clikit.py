@@ -22,7 +22,7 @@ def runtime() -> Runtime:
 def fail(exc: WardWatchError) -> typer.Exit:
     """Print a service error for a person (each problem on its line); exit 2 for bad input."""
     err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-    problems = getattr(exc, "problems", [])
-    for problem in problems if problems != [exc.message] else []:
-        err.print(f"  - {problem}", highlight=False, markup=False)
+    for problem in getattr(exc, "problems", []):
+        if problem not in exc.message:  # the message often quotes the first one
+            err.print(f"  - {problem}", highlight=False, markup=False)
     return typer.Exit(code=2 if isinstance(exc, ValidationFailed) else 1)

@@ -8,29 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from wardwatch.clikit import CLI_ACTOR, err, fail, out
 from wardwatch.config import Settings
-from wardwatch.core.actor import Actor
-from wardwatch.core.errors import ValidationFailed, WardWatchError
+from wardwatch.core.errors import WardWatchError
 from wardwatch.notify.config import DEFAULT_RULES_YAML, WebhookChannel, load_rules
 from wardwatch.runtime import Runtime
 
 notify_app = typer.Typer(
     help="Notifications: rules files, delivery status, dead letters.", no_args_is_help=True
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-CLI_ACTOR = Actor(name="cli", role="admin")
-
-
-def _fail(exc: WardWatchError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-    problems = getattr(exc, "problems", [])
-    for problem in problems if problems != [exc.message] else []:
-        err.print(f"  - {problem}", highlight=False, markup=False)
-    return typer.Exit(code=2 if isinstance(exc, ValidationFailed) else 1)
 
 
 @notify_app.command("check")
@@ -39,7 +27,7 @@ def check(file: Path) -> None:
     try:
         config = load_rules(file)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"{file}: {len(config.channels)} channels, {len(config.rules)} rules: OK")
     for name, channel in config.channels.items():
         if isinstance(channel, WebhookChannel) and not os.environ.get(channel.secret_env):
@@ -69,7 +57,7 @@ def list_(
     try:
         rows = rt.notify.list(status=status, channel=channel, limit=limit)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return
@@ -97,5 +85,5 @@ def retry(notification_id: str) -> None:
     try:
         row = rt.notify.retry(notification_id, CLI_ACTOR)
     except WardWatchError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"{row.id}: {row.status}; the running service will deliver it")
