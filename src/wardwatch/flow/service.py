@@ -38,6 +38,12 @@ from wardwatch.tasks.service import TaskService
 
 S = BedState
 OPEN_REQUEST = ("waiting", "allocated")
+#: The oldest decision a new request may carry (older is a typing or clock error).
+MAX_WAIT = timedelta(days=30)
+#: Task events that add or remove a dirty bed a waiting patient might be matched with.
+CLEANING_CHANGES = frozenset({"task.created", "task.done", "task.cancelled"})
+#: Events that put a patient into a bed.
+PATIENT_MOVES = frozenset({"stay.admitted", "stay.transferred_in"})
 OPEN_TASK = [s.value for s in OPEN]
 #: Task progress, best first, when choosing which dirty bed to clean next.
 PROGRESS = {"in_progress": 0, "accepted": 1, "requested": 2}
@@ -59,6 +65,10 @@ class FlowService:
         decided = req.decided_at or now
         if decided > now + timedelta(minutes=1):
             raise ValidationFailed("decided_at is in the future")
+        if decided < now - MAX_WAIT:
+            raise ValidationFailed(
+                f"decided_at is more than {MAX_WAIT.days} days ago: check the date"
+            )
         with self.db.transaction() as tx:
             s = tx.session
             site = s.scalars(select(Site).where(Site.code == req.site)).first()
@@ -114,6 +124,8 @@ class FlowService:
             if bed is None:
                 raise NotFound(f"no bed with id {bed_id!r}")
             ward = tx.session.get_one(Ward, bed.ward_id)
+            if ward.site_id != row.site_id:
+                raise Conflict(f"bed {bed.code} is not at the site this request is for")
             problem = matching.refusal(_need(row), _place(bed, ward))
             if problem:
                 raise Conflict(f"bed {bed.code} cannot take this patient: {problem}")
@@ -150,22 +162,40 @@ class FlowService:
             self._arrive(tx, row, actor)
         return self.get(request_id)
 
+    def _arrival_problem(self, tx: Tx, row: BedRequest) -> str | None:
+        """Why the patient cannot be put in the allocated bed now, or None."""
+        s = tx.session
+        if row.stay_id is not None:
+            stay = lock_stay(s, row.stay_id)
+            if stay is None or stay.discharged_at is not None or stay.cancelled_at is not None:
+                return "the patient's stay has ended"
+            return None
+        if open_stay_of(s, s.get_one(Patient, row.patient_id)) is not None:
+            return "the patient is already in a bed"
+        return None
+
     def _arrive(self, tx: Tx, row: BedRequest, actor: Actor) -> None:
+        """Put the patient in the allocated bed (admit, or move their stay)."""
         s = tx.session
         if row.bed_id is None:
             raise Conflict(f"bed request {row.id} has no bed")
-        row.status, row.arrived_at = "arrived", self.clock.now()
+        problem = self._arrival_problem(tx, row)
+        if problem:
+            raise Conflict(f"bed request {row.id}: {problem}; cancel the request instead")
         if row.stay_id is not None:
             stay = lock_stay(s, row.stay_id)
-            if stay is None or stay.discharged_at is not None:
-                raise Conflict("the patient's stay has ended: cancel this request instead")
+            assert stay is not None  # noqa: S101 -- checked just above
             self.moves.transfer(tx, stay, row.bed_id, actor, reason=f"bed request {row.id}")
+            self._arrived(tx, row, actor, stay.id)
         else:
             p = s.get_one(Patient, row.patient_id)
             patient = PatientIn(nhs_number=p.nhs_number, local_id=p.local_id, sex=p.sex)
             stay = self.moves.admit(tx, row.bed_id, patient, actor, source=row.source)
-            row.stay_id = stay.id
-        task = s.get(Task, row.task_id) if row.task_id else None
+            self._arrived(tx, row, actor, stay.id)
+
+    def _arrived(self, tx: Tx, row: BedRequest, actor: Actor, stay_id: str | None) -> None:
+        row.status, row.arrived_at, row.stay_id = "arrived", self.clock.now(), stay_id
+        task = tx.session.get(Task, row.task_id) if row.task_id else None
         if task is not None and task.status in OPEN_TASK:
             self.tasks.complete_in(tx, task, actor)
         self._log(tx, row, "bed_request.arrived", actor)
@@ -197,18 +227,38 @@ class FlowService:
 
     def on_record(self, tx: Tx, rec: EventRecord) -> None:
         data = rec.data or {}
-        if rec.type == "task.created" and data.get("kind") == "cleaning" and rec.site_id:
-            self.reprioritise(tx, rec.site_id, None)
-        elif rec.type == "task.done" and data.get("kind") == "transfer" and data.get("request"):
-            row = self._lock(tx.session, str(data["request"]))
-            if row.status == "allocated":
-                self._arrive(tx, row, _actor(rec))
+        kind = data.get("kind")
+        if rec.type in CLEANING_CHANGES and kind == "cleaning" and rec.site_id:
+            self.reprioritise(tx, rec.site_id, None)  # a dirty bed appeared or went
+        elif rec.type in ("task.done", "task.cancelled") and kind == "transfer":
+            self._porter_task_closed(tx, rec, str(data.get("request") or ""))
         elif rec.bed_id and rec.from_state == S.RESERVED.value:
-            self._bed_lost(tx, rec)
+            self._reserved_bed_taken(tx, rec)
+        elif rec.type in PATIENT_MOVES and rec.stay_id and rec.to_state == S.OCCUPIED.value:
+            self._moved_elsewhere(tx, rec)
+        elif rec.type == "stay.discharged" and rec.stay_id:
+            self._discharged(tx, rec)
 
-    def _bed_lost(self, tx: Tx, rec: EventRecord) -> None:
-        """An allocated bed was given to someone else, or released by hand: the patient
-        goes back to the queue (with the reason logged) rather than to a bed they lost."""
+    def _porter_task_closed(self, tx: Tx, rec: EventRecord, request_id: str) -> None:
+        """The porter finished: the patient arrives. A porter task cancelled from outside
+        (not by this service) puts the patient back in the queue."""
+        row = self._lock(tx.session, request_id) if request_id else None
+        if row is None or row.status != "allocated" or row.task_id != (rec.data or {}).get("task"):
+            return
+        actor = _actor(rec)
+        if rec.type == "task.cancelled":
+            self._requeue(tx, row, actor, "the porter task was cancelled", {})
+            return
+        problem = self._arrival_problem(tx, row)
+        if problem:
+            self._close(tx, row, actor, problem)
+        else:
+            self._arrive(tx, row, actor)
+
+    def _reserved_bed_taken(self, tx: Tx, rec: EventRecord) -> None:
+        """An allocated bed left 'reserved' another way: if its own patient moved in (the
+        ward admitted them on the board, or the PAS did), they have arrived; otherwise the
+        bed went to someone else or was released, and the patient goes back to the queue."""
         row = tx.session.scalars(
             select(BedRequest)
             .where(BedRequest.bed_id == rec.bed_id, BedRequest.status == "allocated")
@@ -217,12 +267,61 @@ class FlowService:
         if row is None:
             return
         actor = _actor(rec)
+        if rec.to_state == S.OCCUPIED.value and self._patient_of(tx, rec.stay_id) == row.patient_id:
+            self._arrived(tx, row, actor, rec.stay_id)
+            return
         bed_code = (rec.data or {}).get("bed", rec.bed_id)
-        self._release(tx, row, actor, f"bed {bed_code} became {rec.to_state}")
-        row.status = "waiting"
-        self._log(
-            tx, row, "bed_request.bed_lost", actor, extra={"bed": bed_code, "to": rec.to_state}
+        self._requeue(
+            tx,
+            row,
+            actor,
+            f"bed {bed_code} became {rec.to_state}",
+            {"bed": bed_code, "to": rec.to_state},
         )
+
+    def _moved_elsewhere(self, tx: Tx, rec: EventRecord) -> None:
+        """The patient was admitted or moved into some bed directly: their open request has
+        nothing left to do (arrivals into the allocated bed are handled above)."""
+        patient = self._patient_of(tx, rec.stay_id)
+        for row in self._open_requests(tx, patient):
+            if row.bed_id != rec.bed_id:
+                bed = (rec.data or {}).get("bed") or (rec.data or {}).get("to_bed") or rec.bed_id
+                self._close(tx, row, _actor(rec), f"the patient went to bed {bed} directly")
+
+    def _discharged(self, tx: Tx, rec: EventRecord) -> None:
+        for row in self._open_requests(tx, self._patient_of(tx, rec.stay_id)):
+            self._close(tx, row, _actor(rec), "the patient was discharged")
+
+    def _open_requests(self, tx: Tx, patient_id: str | None) -> list[BedRequest]:
+        if patient_id is None:
+            return []
+        return list(
+            tx.session.scalars(
+                select(BedRequest)
+                .where(BedRequest.patient_id == patient_id, BedRequest.status.in_(OPEN_REQUEST))
+                .with_for_update()
+            )
+        )
+
+    @staticmethod
+    def _patient_of(tx: Tx, stay_id: str | None) -> str | None:
+        if stay_id is None:
+            return None
+        return tx.session.scalar(select(Stay.patient_id).where(Stay.id == stay_id))
+
+    def _requeue(
+        self, tx: Tx, row: BedRequest, actor: Actor, why: str, extra: dict[str, object]
+    ) -> None:
+        self._release(tx, row, actor, why)
+        row.status = "waiting"
+        self._log(tx, row, "bed_request.bed_lost", actor, extra={**extra, "reason": why})
+        self.reprioritise(tx, row.site_id, actor)
+
+    def _close(self, tx: Tx, row: BedRequest, actor: Actor, why: str) -> None:
+        """Cancel an open request for a reason found by the system (not a person's cancel)."""
+        self._release(tx, row, actor, why)
+        row.status, row.cancelled_at, row.cancel_reason = "cancelled", self.clock.now(), why
+        self._log(tx, row, "bed_request.cancelled", actor, extra={"reason": why})
         self.reprioritise(tx, row.site_id, actor)
 
     # --- clean next -----------------------------------------------------------------------
@@ -230,7 +329,7 @@ class FlowService:
     def reprioritise(self, tx: Tx, site_id: str, actor: Actor | None) -> None:
         """Match waiting patients (most urgent, longest wait first) to the dirty beds that
         could take them (cleaning furthest along first): those tasks are 'clean next', and
-        tasks that no longer match go back to routine."""
+        tasks that no longer match go back to their own priority (as made, or set by hand)."""
         s = tx.session
         waiting = s.scalars(
             select(BedRequest).where(BedRequest.site_id == site_id, BedRequest.status == "waiting")
@@ -262,8 +361,9 @@ class FlowService:
         for task, _bed, _ward in rows:
             if task.id in chosen:
                 self.tasks.set_priority(tx, task, "clean_next", who, "a patient is waiting")
-            elif task.priority == "clean_next":
-                self.tasks.set_priority(tx, task, "routine", who, "no patient waiting for it")
+            elif task.priority == "clean_next" and task.base_priority != "clean_next":
+                why = "no patient waiting for it"
+                self.tasks.set_priority(tx, task, task.base_priority, who, why)
 
     def suggestions(self, request_id: str, *, limit: int = 10) -> list[Candidate]:
         """Beds that can take the patient, best first: available now, then soon clean."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,8 @@ from wardwatch.kpi import measures as m
 #: How long after the period an episode that began in it may end and still be counted.
 TAIL = timedelta(days=3)
 MAX_PERIOD = timedelta(days=400)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 TurnaroundBy = Literal["ward", "site", "day", "site_day", "ward_day", "system"]
 TasksBy = Literal["team", "kind", "day", "team_day", "system"]
@@ -34,10 +36,15 @@ class KpiService:
     def period(self, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
         """The period asked for (default: the last 7 days), checked."""
         until = until or self.clock.now()
-        since = since or until - timedelta(days=7)
+        if since is None:
+            if until.tzinfo is not None and until < EARLIEST + timedelta(days=7):
+                raise ValidationFailed("to must be between the years 2000 and 2100")
+            since = until - timedelta(days=7)
         for name, value in (("from", since), ("to", until)):
             if value.tzinfo is None:
                 raise ValidationFailed(f"{name} must carry a time zone")
+            if not EARLIEST <= value <= LATEST:
+                raise ValidationFailed(f"{name} must be between the years 2000 and 2100")
         if since >= until:
             raise ValidationFailed("from must be before to")
         if until - since > MAX_PERIOD:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from wardwatch.core.actor import SYSTEM, Actor
@@ -48,19 +48,19 @@ class Escalator:
                 .with_for_update(skip_locked=True)
             )
             for task in tx.session.scalars(query).all():
-                raised.extend(self._check(tx, task, now, log, actor or SYSTEM))
+                found, next_at = self._check(tx, task, now, log, actor or SYSTEM)
+                raised.extend(found)
+                _plan(tx, task, next_at)
         with self.db.read() as s:
             return [self._read(s, e) for e in raised]
 
     def _check(
         self, tx: Tx, task: Task, now: datetime, log: LogFn, actor: Actor
-    ) -> list[Escalation]:
-        """Escalate what is due on one task and plan its next check."""
+    ) -> tuple[list[Escalation], datetime | None]:
+        """Escalate what is due on one task; returns those raised and its next check."""
         team = tx.session.get_one(Team, task.team_id)
         grace = timedelta(minutes=team.supervisor_minutes)
         mine = tx.session.scalars(select(Escalation).where(Escalation.task_id == task.id)).all()
-        raised: list[Escalation] = []
-        task.escalate_at = None
         for breach, deadline, applies in (
             ("accept", task.accept_by, task.status == Status.REQUESTED.value),
             ("finish", task.finish_by, True),
@@ -68,21 +68,18 @@ class Escalator:
             if not applies:
                 continue
             if now < deadline:
-                task.escalate_at = deadline
-                break
-            first = next((e for e in mine if e.breach == breach and e.level == 1), None)
-            second = next((e for e in mine if e.breach == breach and e.level == 2), None)
+                return [], deadline
+            live = [e for e in mine if e.breach == breach and e.resolved_at is None]
+            first = next((e for e in live if e.level == 1), None)
+            second = next((e for e in live if e.level == 2), None)
             if first is None:
-                raised.append(self._raise(tx, task, team, breach, 1, now, log, actor))
-                task.escalate_at = now + grace
-                break
-            if first.acknowledged_at is None and first.resolved_at is None and second is None:
+                return [self._raise(tx, task, team, breach, 1, now, log, actor)], now + grace
+            if first.acknowledged_at is None and second is None:
                 if now < first.raised_at + grace:
-                    task.escalate_at = first.raised_at + grace
-                    break
-                raised.append(self._raise(tx, task, team, breach, 2, now, log, actor))
+                    return [], first.raised_at + grace
+                return [self._raise(tx, task, team, breach, 2, now, log, actor)], None
             # this limit has been taken as far as it goes: look at the next one
-        return raised
+        return [], None
 
     def _raise(
         self,
@@ -155,7 +152,7 @@ class Escalator:
             esc.acknowledged_at, esc.acknowledged_by, esc.note = now, actor.label, note
             task = tx.session.get_one(Task, esc.task_id)
             if task.status in [s.value for s in OPEN]:
-                task.escalate_at = now  # re-plan: this level is answered
+                _plan(tx, task, now)  # re-plan: this level is answered
             log(
                 tx,
                 task,
@@ -206,3 +203,14 @@ def levels(s: Session, task_ids: Iterable[str]) -> dict[str, int]:
         .group_by(Escalation.task_id)
     )
     return {task_id: int(level) for task_id, level in rows}
+
+
+def _plan(tx: Tx, task: Task, when: datetime | None) -> None:
+    """Set when a task is next checked, without changing its version: a cleaner's screen
+    showing the task is still up to date (only what people see bumps the version)."""
+    tx.session.execute(
+        update(Task)
+        .where(Task.id == task.id)
+        .values(escalate_at=when)
+        .execution_options(synchronize_session=False)
+    )

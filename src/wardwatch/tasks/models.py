@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wardwatch.db.base import Base, UTCDateTime
@@ -26,6 +26,9 @@ class Team(Base):
     limits: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: Minutes a supervisor has to acknowledge before the control centre is told.
     supervisor_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    #: Made by WardWatch because a site needed a team nobody had configured; a configured
+    #: team of the same kind takes over from it.
+    auto: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Task(Base):
@@ -51,6 +54,8 @@ class Task(Base):
     request_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     status: Mapped[str] = mapped_column(String(12), index=True)
     priority: Mapped[str] = mapped_column(String(12))  # clean_next|urgent|routine
+    #: The priority without 'clean next': as created or as set by hand.
+    base_priority: Mapped[str] = mapped_column(String(12))
     description: Mapped[str] = mapped_column(String(300))
     cause: Mapped[str] = mapped_column(String(40))  # the event that asked for it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from wardwatch.capacity.lookups import lock_bed
 from wardwatch.capacity.models import Bed, Site, Ward
 from wardwatch.capacity.service import CapacityService
 from wardwatch.capacity.states import BedState
@@ -104,6 +105,7 @@ class TaskService:
             request_id=request_id,
             status=Status.REQUESTED.value,
             priority=priority,
+            base_priority=priority,
             description=description,
             cause=cause,
             created_at=now,
@@ -117,8 +119,16 @@ class TaskService:
         self._log(tx, task, "task.created", actor)
         return task
 
-    def set_priority(self, tx: Tx, task: Task, priority: str, actor: Actor, why: str) -> None:
-        if task.priority == priority or task.status not in OPEN_VALUES:
+    def set_priority(
+        self, tx: Tx, task: Task, priority: str, actor: Actor, why: str, *, by_hand: bool = False
+    ) -> None:
+        """Change an open task's priority. Set ``by_hand``, it is also the task's own priority,
+        which 'clean next' matching comes back to (and never overrides downwards)."""
+        if task.status not in OPEN_VALUES:
+            return
+        if by_hand:
+            task.base_priority = priority
+        if task.priority == priority:
             return
         previous, task.priority = task.priority, priority
         self._log(tx, task, "task.priority_changed", actor, extra={"from": previous, "why": why})
@@ -130,7 +140,7 @@ class TaskService:
         task.status = Status.CANCELLED.value
         task.cancelled_at, task.cancelled_by, task.cancel_reason = now, actor.label, reason
         task.escalate_at = None
-        if now >= task.accept_by:
+        if now >= min(task.accept_by, task.finish_by):
             self.escalations.resolve(tx.session, task, now)
         self._log(tx, task, "task.cancelled", actor, extra={"reason": reason})
 
@@ -204,6 +214,11 @@ class TaskService:
         reason: str | None = None,
     ) -> TaskRead:
         with self.db.transaction() as tx:
+            # Bed before task, the order every bed move takes (its reactor locks the task):
+            # two orders would deadlock a tap against a discharge of the same bed.
+            bed_id = tx.session.scalar(select(Task.bed_id).where(Task.id == task_id))
+            if bed_id is not None:
+                lock_bed(tx.session, bed_id)
             task = self._lock(tx.session, task_id)
             if version is not None and version != task.version:
                 raise Conflict(
@@ -255,7 +270,7 @@ class TaskService:
             if task.status not in OPEN_VALUES:
                 raise Conflict(f"task {task.id} is {task.status}: it can no longer change")
             if req.priority is not None:
-                self.set_priority(tx, task, req.priority, actor, "set by hand")
+                self.set_priority(tx, task, req.priority, actor, "set by hand", by_hand=True)
             if req.type is not None and req.type != task.type:
                 if task.kind != "cleaning":
                     raise ValidationFailed("only a cleaning task has a cleaning type")
@@ -268,7 +283,9 @@ class TaskService:
         previous, task.type = task.type, type_
         task.expected_minutes = limits["expected"]
         task.finish_by = task.created_at + timedelta(minutes=limits["finish"])
-        task.escalate_at = self.clock.now()
+        now = task.escalate_at = self.clock.now()
+        if task.finish_by > now:  # back within its time: a new lateness starts at level 1
+            self.escalations.resolve(tx.session, task, now, breach="finish")
         task.description = task.description.replace(previous.capitalize(), type_.capitalize())
         self._log(tx, task, "task.retyped", actor, extra={"from": previous})
 
@@ -277,7 +294,7 @@ class TaskService:
     def _advance(self, tx: Tx, task: Task, action: Action, actor: Actor) -> None:
         now = self.clock.now()
         steps = {Action.ACCEPT: 1, Action.START: 2, Action.DONE: 3}[action]
-        late = now >= task.accept_by  # only then can an escalation be open
+        late = now >= min(task.accept_by, task.finish_by)  # only then can one be open
         if steps >= 1 and task.accepted_at is None:
             task.accepted_at, task.accepted_by = now, actor.label
             if late:

@@ -7,10 +7,11 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from wardwatch.capacity.models import Site
-from wardwatch.core.errors import NotFound, ValidationFailed
+from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.tasks.models import Team
 from wardwatch.tasks.rules import DEFAULT_LIMITS, limits_for
@@ -20,25 +21,40 @@ DEFAULT_NAMES = {"housekeeping": "Housekeeping", "porters": "Porters", "other": 
 
 
 def team_for_site(s: Session, site_id: str, kind: str) -> Team:
-    """The site's team of ``kind`` (the first by code), made with default limits if the
-    trust has not configured one: a discharge must never lack someone to clean the bed."""
-    team = s.scalars(
-        select(Team).where(Team.site_id == site_id, Team.kind == kind).order_by(Team.code)
-    ).first()
+    """The site's team of ``kind``: a configured one (the first by code) before one WardWatch
+    made; if there is none, a default team is made, so that a discharge never lacks
+    someone to clean the bed."""
+    team = _find(s, site_id, kind)
     if team is not None:
         return team
     site = s.get_one(Site, site_id)
-    team = Team(
-        id=new_id("team"),
-        code=f"{site.code}-{kind}",
-        name=f"{site.name} {DEFAULT_NAMES[kind].lower()}",
-        kind=kind,
-        site_id=site.id,
-        supervisor_minutes=15,
-    )
-    s.add(team)
-    s.flush()
+    try:
+        with s.begin_nested():  # another transaction may be making the same team right now
+            s.add(
+                Team(
+                    id=new_id("team"),
+                    code=f"{site.code}-{kind}",
+                    name=f"{site.name} {DEFAULT_NAMES[kind].lower()}",
+                    kind=kind,
+                    site_id=site.id,
+                    supervisor_minutes=15,
+                    auto=True,
+                )
+            )
+    except IntegrityError:
+        pass  # it did: use theirs
+    team = _find(s, site_id, kind)
+    if team is None:
+        raise Conflict(f"could not find or make a {kind} team for site {site.code}")
     return team
+
+
+def _find(s: Session, site_id: str, kind: str) -> Team | None:
+    return s.scalars(
+        select(Team)
+        .where(Team.site_id == site_id, Team.kind == kind)
+        .order_by(Team.auto, Team.code)
+    ).first()
 
 
 def team_by_code(s: Session, code: str) -> Team:
@@ -66,6 +82,15 @@ def upsert(s: Session, spec: TeamSpec) -> Team:
     team.limits = {
         key: limit.model_dump(exclude_none=True) for key, limit in spec.limits.items()
     } or None
+    team.auto = False
+    for key in DEFAULT_LIMITS:
+        kind, type_ = key.split("/", 1)
+        got = limits_for(kind, type_, team.limits)
+        if got["finish"] < got["accept"]:
+            raise ValidationFailed(
+                f"team {spec.code}: {key} must be finished no sooner than accepted "
+                f"(accept {got['accept']} min, finish {got['finish']} min)"
+            )
     return team
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-25 14:14:49.154985
+Create Date: 2026-11-25 15:16:38.759354
 """
 
 from collections.abc import Sequence
@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("supervisor_email", sa.String(length=254), nullable=True),
         sa.Column("limits", sa.JSON(), nullable=True),
         sa.Column("supervisor_minutes", sa.Integer(), nullable=False),
+        sa.Column("auto", sa.Boolean(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(["site_id"], ["sites.id"], name=op.f("fk_teams_site_id_sites")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_teams")),
         sa.UniqueConstraint("code", name=op.f("uq_teams_code")),
@@ -95,6 +96,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=40), nullable=True),
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("priority", sa.String(length=12), nullable=False),
+        sa.Column("base_priority", sa.String(length=12), nullable=False),
         sa.Column("description", sa.String(length=300), nullable=False),
         sa.Column("cause", sa.String(length=40), nullable=False),
         sa.Column("created_at", wardwatch.db.base.UTCDateTime(timezone=True), nullable=False),
