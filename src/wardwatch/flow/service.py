@@ -282,24 +282,25 @@ class FlowService:
     def _moved_elsewhere(self, tx: Tx, rec: EventRecord) -> None:
         """The patient was admitted or moved into some bed directly: their open request has
         nothing left to do (arrivals into the allocated bed are handled above)."""
-        patient = self._patient_of(tx, rec.stay_id)
-        for row in self._open_requests(tx, patient):
+        for row in self._open_requests(tx, rec.stay_id):
             if row.bed_id != rec.bed_id:
                 bed = (rec.data or {}).get("bed") or (rec.data or {}).get("to_bed") or rec.bed_id
                 self._close(tx, row, _actor(rec), f"the patient went to bed {bed} directly")
 
     def _discharged(self, tx: Tx, rec: EventRecord) -> None:
-        for row in self._open_requests(tx, self._patient_of(tx, rec.stay_id)):
+        for row in self._open_requests(tx, rec.stay_id):
             self._close(tx, row, _actor(rec), "the patient was discharged")
 
-    def _open_requests(self, tx: Tx, patient_id: str | None) -> list[BedRequest]:
-        if patient_id is None:
+    def _open_requests(self, tx: Tx, stay_id: str | None) -> list[BedRequest]:
+        """The open requests of the patient whose stay this is (one query)."""
+        if stay_id is None:
             return []
         return list(
             tx.session.scalars(
                 select(BedRequest)
-                .where(BedRequest.patient_id == patient_id, BedRequest.status.in_(OPEN_REQUEST))
-                .with_for_update()
+                .join(Stay, Stay.patient_id == BedRequest.patient_id)
+                .where(Stay.id == stay_id, BedRequest.status.in_(OPEN_REQUEST))
+                .with_for_update(of=BedRequest)
             )
         )
 
