@@ -56,8 +56,10 @@ class BedMoves(PendingMoves):
         *,
         cleaning_only: bool = False,
         at: datetime | None = None,
+        locked: Bed | None = None,
     ) -> Bed:
-        bed = lock_bed(tx.session, bed_id)
+        """A manual change of state. ``locked``: the bed, if the caller already locked it."""
+        bed = locked if locked is not None and locked.id == bed_id else lock_bed(tx.session, bed_id)
         current = BedState(bed.state)
         problem = check_manual(current, target, reason)
         if problem:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
 from wardwatch.capacity.lookups import find_or_create_patient, lock_stay, open_stay_of
@@ -229,7 +229,10 @@ class FlowService:
         data = rec.data or {}
         kind = data.get("kind")
         if rec.type in CLEANING_CHANGES and kind == "cleaning" and rec.site_id:
-            self.reprioritise(tx, rec.site_id, None)  # a dirty bed appeared or went
+            # A new dirty bed may suit a waiting patient; one that was 'clean next' leaving
+            # frees its patient for another bed. Other closed tasks change no match.
+            if rec.type == "task.created" or data.get("priority") == "clean_next":
+                self.reprioritise(tx, rec.site_id, None)
         elif rec.type in ("task.done", "task.cancelled") and kind == "transfer":
             self._porter_task_closed(tx, rec, str(data.get("request") or ""))
         elif rec.bed_id and rec.from_state == S.RESERVED.value:
@@ -332,9 +335,20 @@ class FlowService:
         could take them (cleaning furthest along first): those tasks are 'clean next', and
         tasks that no longer match go back to their own priority (as made, or set by hand)."""
         s = tx.session
-        waiting = s.scalars(
-            select(BedRequest).where(BedRequest.site_id == site_id, BedRequest.status == "waiting")
-        ).all()
+        waiting_here = BedRequest.site_id == site_id, BedRequest.status == "waiting"
+        marked = (
+            Task.site_id == site_id,
+            Task.kind == "cleaning",
+            Task.priority == "clean_next",
+            Task.status.in_(OPEN_TASK),
+        )
+        # The usual case, nobody waiting and nothing marked, costs one round trip.
+        anyone, anything = s.execute(
+            select(exists().where(*waiting_here), exists().where(*marked))
+        ).one()
+        if not anyone and not anything:
+            return
+        waiting = s.scalars(select(BedRequest).where(*waiting_here)).all() if anyone else []
         query = (
             select(Task, Bed, Ward)
             .join(Bed, Task.bed_id == Bed.id)

@@ -14,9 +14,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
-from wardwatch.capacity.lookups import lock_bed
 from wardwatch.capacity.models import Bed, Site, Ward
 from wardwatch.capacity.service import CapacityService
 from wardwatch.capacity.states import BedState
@@ -216,9 +215,13 @@ class TaskService:
         with self.db.transaction() as tx:
             # Bed before task, the order every bed move takes (its reactor locks the task):
             # two orders would deadlock a tap against a discharge of the same bed.
-            bed_id = tx.session.scalar(select(Task.bed_id).where(Task.id == task_id))
-            if bed_id is not None:
-                lock_bed(tx.session, bed_id)
+            bed = tx.session.scalars(
+                select(Bed)
+                .options(joinedload(Bed.ward).joinedload(Ward.site))
+                .join(Task, Task.bed_id == Bed.id)
+                .where(Task.id == task_id)
+                .with_for_update(of=Bed)
+            ).first()
             task = self._lock(tx.session, task_id)
             if version is not None and version != task.version:
                 raise Conflict(
@@ -234,9 +237,12 @@ class TaskService:
                 self.cancel_in(tx, task, actor, reason.strip())
             else:
                 self._advance(tx, task, action, actor)
-                self._move_bed(tx, task, action, actor)
-            level = escalation.levels(tx.session, [task.id]).get(task.id, 0)
-        return _task_read(task, level, self.clock.now())
+                if bed is not None:
+                    self._move_bed(tx, task, bed, action, actor)
+            now = self.clock.now()
+            late = now >= min(task.accept_by, task.finish_by)  # else none can exist
+            level = escalation.levels(tx.session, [task.id]).get(task.id, 0) if late else 0
+        return _task_read(task, level, now)
 
     def create_other(self, req: TaskCreate, actor: Actor) -> TaskRead:
         with self.db.transaction() as tx:
@@ -317,15 +323,16 @@ class TaskService:
         event = {1: "task.accepted", 2: "task.started", 3: "task.done"}[steps]
         self._log(tx, task, event, actor)
 
-    def _move_bed(self, tx: Tx, task: Task, action: Action, actor: Actor) -> None:
-        """Cleaning drives its bed: started → cleaning, done → available."""
-        if task.kind != "cleaning" or task.bed_id is None:
+    def _move_bed(self, tx: Tx, task: Task, bed: Bed, action: Action, actor: Actor) -> None:
+        """Cleaning drives its (already locked) bed: started → cleaning, done → available."""
+        if task.kind != "cleaning":
             return
-        bed = tx.session.get_one(Bed, task.bed_id)
         if action == Action.START and bed.state == S.AWAITING_CLEAN.value:
-            self.moves.change_state(tx, bed.id, S.CLEANING, None, actor)
+            self.moves.change_state(tx, bed.id, S.CLEANING, None, actor, locked=bed)
         elif action == Action.DONE and bed.state in CLEANING_STATES:
-            self.moves.change_state(tx, bed.id, S.AVAILABLE, None, actor, cleaning_only=True)
+            self.moves.change_state(
+                tx, bed.id, S.AVAILABLE, None, actor, cleaning_only=True, locked=bed
+            )
 
     def _lock(self, s: Session, task_id: str) -> Task:
         task = s.scalars(select(Task).where(Task.id == task_id).with_for_update()).first()
