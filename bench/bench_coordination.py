@@ -4,8 +4,9 @@ receiver, median and p99, while 100 events/s flow.
 ``wardwatch serve`` runs in its own process (as in production) over SQLite or PostgreSQL,
 with a rules file that sends each new cleaning task to the housekeeping team's live feed and
 to a webhook. This process holds the measuring ends: an SSE client on
-``/api/feeds/stream``, a webhook receiver (a real HTTP server), a background load of bed
-changes through the HTTP API at a fixed rate (default 100 events/s), and the probes: a
+``/api/feeds/stream``, a webhook receiver (a real HTTP server, keep-alive) and the probes; a
+third process makes the background load (the loop itself through the HTTP API at a fixed
+rate, ~2.4 events per request, counted from the event log). A probe is a
 discharge through ``POST /api/stays/{id}/discharge`` every ``1/probe_rate`` seconds, timed
 from just before the request is sent to the moment each end receives the notification.
 
@@ -20,6 +21,7 @@ Usage: ``.venv/bin/python bench/bench_coordination.py --backend both --seconds 6
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import secrets
 import socket
@@ -156,6 +158,8 @@ class Receiver:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as any real receiver offers
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 now = time.perf_counter()
@@ -164,6 +168,7 @@ class Receiver:
                 if bed:
                     owner.arrived.setdefault(str(bed), now)
                 self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -242,7 +247,7 @@ def server(url: str, rules: Path) -> Iterator[str]:
         proc.wait(20)
 
 
-def load(base: str, token: str, beds: list[str], rate: float, stop: threading.Event) -> int:
+def load(base: str, token: str, beds: list[str], rate: float, stop: Any) -> int:
     """The loop itself as background work, at ``rate`` requests per second: each load bed is
     admitted, discharged (which asks for a clean) and cleaned (one tap on its task), over
     and over. Returns the requests made; the events they wrote are counted from the log."""
@@ -276,6 +281,25 @@ def load(base: str, token: str, beds: list[str], rate: float, stop: threading.Ev
     return done
 
 
+def load_process(
+    base: str, token: str, beds: list[str], rate: float, stop: Any, done_q: Any
+) -> None:
+    """The background load: four threads, each on its own share of the beds."""
+    workers = 4
+    counts: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda part=part: counts.append(load(base, token, part, rate / workers, stop))
+        )
+        for part in (beds[w::workers] for w in range(workers))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done_q.put(sum(counts))
+
+
 def last_seq(url: str) -> int:
     """The event log's latest sequence number (events written = the difference)."""
     engine = create_engine(url, poolclass=NullPool)
@@ -297,19 +321,15 @@ def run(backend: str, args: Any) -> dict[str, Any]:
                 feed = FeedClient(base, token)
                 feed.ready.wait(10)
                 time.sleep(0.5)
-                stop = threading.Event()
-                workers = 4
-                counts: list[int] = []
-                threads = [
-                    threading.Thread(
-                        target=lambda part=part: counts.append(
-                            load(base, token, part, args.rate / workers, stop)
-                        )
-                    )
-                    for part in (load_beds[w::workers] for w in range(workers))
-                ]
-                for t in threads:
-                    t.start()
+                # The load runs in its own process, so its Python work never delays the
+                # moment this process notes an arrival (one GIL here: probes and receivers).
+                ctx = multiprocessing.get_context("spawn")
+                stop = ctx.Event()
+                done_q: Any = ctx.Queue()
+                loader = ctx.Process(
+                    target=load_process, args=(base, token, load_beds, args.rate, stop, done_q)
+                )
+                loader.start()
                 sent: dict[str, float] = {}
                 round_trip: list[float] = []
                 headers = {"Authorization": f"Bearer {token}"}
@@ -332,8 +352,8 @@ def run(backend: str, args: Any) -> dict[str, Any]:
                 events = last_seq(url) - seq_start
                 time.sleep(2)  # let the last notifications arrive
                 stop.set()
-                for t in threads:
-                    t.join()
+                counts = [done_q.get(timeout=60)]
+                loader.join(30)
                 feed.close()
         receiver.close()
     sse = [(feed.arrived[b] - t) * 1000 for b, t in sent.items() if b in feed.arrived]
