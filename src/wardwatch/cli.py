@@ -56,14 +56,6 @@ GRACE_SECONDS = 3  # live streams never end by themselves: do not wait for them 
 # --- serving -------------------------------------------------------------------------------
 
 
-def _short_switch_interval() -> None:
-    """Hand the GIL over every 0.5 ms instead of 5 ms. Request threads spend most of their
-    time waiting on the database and need the GIL back for a moment after each statement;
-    with the default interval each of those moments can wait 5 ms behind a busy thread,
-    which adds up to tens of milliseconds per request under load (bench_coordination.py)."""
-    sys.setswitchinterval(0.0005)
-
-
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
@@ -76,7 +68,6 @@ def serve(
     from wardwatch.app import create_app
 
     rt = runtime()
-    _short_switch_interval()
     out.print(f"WardWatch on http://{host}:{port}  (database: {rt.db.dialect})")
     if mllp_port:
         out.print(f"HL7 v2 MLLP listener on {host}:{mllp_port}")

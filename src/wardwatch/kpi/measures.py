@@ -179,9 +179,10 @@ def summarise(
     items: Iterable[T],
     key: Callable[[T], Key],
     measures: dict[str, Callable[[T], float | None]],
+    counts: dict[str, Callable[[T], bool]] | None = None,
 ) -> dict[Key, dict[str, float | None]]:
-    """Per group: a count, and the median and 90th percentile of each measure (minutes);
-    None where a group has no value for a measure."""
+    """Per group: a count, the median and 90th percentile of each measure (minutes; None
+    where a group has no value for it), and how many members each of ``counts`` holds for."""
     groups: dict[Key, list[T]] = defaultdict(list)
     for item in items:
         groups[key(item)].append(item)
@@ -194,5 +195,7 @@ def summarise(
             stats[f"{name}_n"] = len(values)
             stats[f"{name}_median"] = round(percentile(values, 50), 1) if values else None
             stats[f"{name}_p90"] = round(percentile(values, 90), 1) if values else None
+        for name, test in (counts or {}).items():
+            stats[name] = sum(1 for member in members if test(member))
         out[k] = stats
     return out

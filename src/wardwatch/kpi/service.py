@@ -157,13 +157,13 @@ class KpiService:
                 "to_accept": lambda t: _minutes(t.created_at, t.accepted_at),
                 "to_finish": lambda t: _minutes(t.created_at, t.done_at),
             },
+            {
+                "escalated": lambda t: t.escalated,
+                "cancelled": lambda t: t.cancelled,
+                "open": lambda t: t.done_at is None and not t.cancelled,
+            },
         )
-        rows = _table(summary, names[by])
-        for row, members in zip(rows, _members(found, _key(keys, by)), strict=True):
-            row["escalated"] = sum(t.escalated for t in members)
-            row["cancelled"] = sum(t.cancelled for t in members)
-            row["open"] = sum(t.done_at is None and not t.cancelled for t in members)
-        return rows
+        return _table(summary, names[by])
 
     def bed_waits(
         self, since: datetime | None = None, until: datetime | None = None, by: str = "site"
@@ -212,10 +212,3 @@ def _table(
     summary: dict[m.Key, dict[str, float | None]], names: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     return [{**dict(zip(names, key, strict=True)), **stats} for key, stats in summary.items()]
-
-
-def _members(items: list[Any], key: Callable[[Any], m.Key]) -> list[list[Any]]:
-    groups: dict[m.Key, list[Any]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return [groups[k] for k in sorted(groups)]

@@ -7,20 +7,16 @@ client reconnecting with ``Last-Event-ID`` first gets what it missed from the ta
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from wardwatch.api import sse
 from wardwatch.api.deps import RuntimeDep, principal_for
 from wardwatch.auth.roles import Permission as P
 from wardwatch.auth.service import Principal
-from wardwatch.core.bus import OVERFLOW
 from wardwatch.core.errors import ValidationFailed
 from wardwatch.notify.config import AUDIENCE
 from wardwatch.notify.schemas import NotificationRead
@@ -35,7 +31,6 @@ AudienceQuery = Annotated[
         description="comma-separated audiences, e.g. team:RMH-housekeeping,role:control-centre",
     ),
 ]
-REPLAY_LIMIT = 5000
 MAX_AUDIENCES = 20
 
 
@@ -72,51 +67,17 @@ async def feed_stream(
 ) -> StreamingResponse:
     """Server-sent events: ``event: notification``, ``id`` = the notification's ``seq``."""
     wanted = set(audiences_of(audience))
-    sub = rt.notify.feed_bus.subscribe()
-    after = (
-        int(last_event_id)
-        if last_event_id and re.fullmatch(r"[0-9]{1,18}", last_event_id)
-        else None
-    )
-    heartbeat = rt.settings.sse_heartbeat_seconds
-
-    async def body() -> AsyncIterator[str]:
-        try:
-            yield "retry: 2000\n\n"
-            last = -1
-            if after is not None:
-                missed = await asyncio.to_thread(
-                    rt.notify.feed, sorted(wanted), after=after, limit=REPLAY_LIMIT
-                )
-                for message in missed:
-                    last = message["seq"]
-                    yield _frame(message)
-                if len(missed) == REPLAY_LIMIT:
-                    yield 'event: resync\ndata: {"reason": "too many missed notifications"}\n\n'
-            checked = time.monotonic()
-            while not await request.is_disconnected():
-                if time.monotonic() - checked >= heartbeat:
-                    checked = time.monotonic()
-                    if not await asyncio.to_thread(rt.auth.is_active, who.token_id):
-                        yield 'event: error\ndata: {"reason": "token revoked"}\n\n'
-                        return
-                try:
-                    event = await asyncio.wait_for(sub.get(), timeout=heartbeat)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if event is OVERFLOW:
-                    yield 'event: resync\ndata: {"reason": "client too slow"}\n\n'
-                    return
-                if event.seq > last and event.data.get("audience") in wanted:
-                    yield _frame(event.data)
-        finally:
-            sub.close()
-
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return sse.stream(
+        request,
+        rt,
+        who,
+        rt.notify.feed_bus.subscribe(),
+        after=sse.last_event_id(last_event_id),
+        replay=lambda after, limit: [
+            (m["seq"], _frame(m)) for m in rt.notify.feed(sorted(wanted), after=after, limit=limit)
+        ],
+        frame=lambda event: _frame(event.data) if event.data.get("audience") in wanted else None,
+        missed="notifications",
     )
 
 

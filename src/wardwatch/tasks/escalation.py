@@ -122,7 +122,7 @@ class Escalator:
         }
         if team.supervisor_email:
             extra["supervisor_email"] = team.supervisor_email
-        log(tx, task, "task.escalated", actor, team=team, extra=extra)
+        log(tx, task, "task.escalated", actor, extra=extra)
         return esc
 
     def resolve(self, s: Session, task: Task, now: datetime, *, breach: str | None = None) -> None:

@@ -347,7 +347,6 @@ class TaskService:
         event: str,
         actor: Actor,
         *,
-        team: Team | None = None,
         status: Status | None = None,
         extra: dict[str, object] | None = None,
     ) -> None:
