@@ -34,6 +34,7 @@ from wardwatch.notify.dispatcher import Dispatcher
 from wardwatch.notify.routes import router as notify_router
 from wardwatch.runtime import Runtime
 from wardwatch.tasks.routes import router as tasks_router
+from wardwatch.virtualward.routes import router as vw_router
 from wardwatch.web.routes import router as pages_router
 
 WEB = Path(__file__).parent / "web"
@@ -54,7 +55,8 @@ async def _purge_hl7(runtime: Runtime) -> None:
 
 
 async def _escalate(runtime: Runtime) -> None:
-    """Raise due task escalations, every ``escalation_interval_seconds``."""
+    """Raise due task escalations and virtual-ward alert escalations and missed readings,
+    every ``escalation_interval_seconds``."""
     while True:
         try:
             raised = await asyncio.to_thread(runtime.tasks.escalate_due)
@@ -62,6 +64,12 @@ async def _escalate(runtime: Runtime) -> None:
                 log.info("escalated task %s to %s (level %d)", esc.task_id, esc.target, esc.level)
         except Exception:
             log.exception("task escalation check failed")
+        try:
+            alerts = await asyncio.to_thread(runtime.virtualward.check_due)
+            if alerts:
+                log.info("virtual-ward alerts raised or escalated: %d", len(alerts))
+        except Exception:
+            log.exception("virtual-ward alert check failed")
         await asyncio.sleep(runtime.settings.escalation_interval_seconds)
 
 
@@ -138,6 +146,7 @@ def create_app(
     app.include_router(tasks_router)
     app.include_router(flow_router)
     app.include_router(kpi_router)
+    app.include_router(vw_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 

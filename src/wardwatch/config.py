@@ -44,6 +44,43 @@ class Settings(BaseSettings):
     smtp_starttls: bool = Field(default=False, description="upgrade with STARTTLS first")
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    # --- virtual wards (virtualward/) ---------------------------------------------------
+    vw_set_window_minutes: float = Field(
+        default=15.0,
+        gt=0,
+        le=240,
+        description="readings taken within this many minutes of the newest form one "
+        "observation set for NEWS2",
+    )
+    vw_respond_emergency_minutes: int = Field(
+        default=30, ge=1, le=1440, description="response target for NEWS2 7+ alerts"
+    )
+    vw_respond_urgent_minutes: int = Field(
+        default=60,
+        ge=1,
+        le=1440,
+        description="response target for NEWS2 5-6, a single 3, thresholds and trends",
+    )
+    vw_respond_routine_minutes: int = Field(
+        default=240,
+        ge=1,
+        le=2880,
+        description="response target for missed readings, stale data and low batteries",
+    )
+    vw_battery_low_pct: int = Field(default=20, ge=1, le=99)
+    vw_stale_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="readings that arrive this much later than they were taken are stale",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="MQTT broker for device readings, e.g. mqtt://127.0.0.1:1883 (unset: off)",
+    )
+    mqtt_topic: str = Field(
+        default="wardwatch/vitals/#", description="topic filter WardWatch subscribes to"
+    )
+
     def mllp_peers(self) -> frozenset[str] | None:
         if not self.mllp_allowed_peers:
             return None

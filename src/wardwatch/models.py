@@ -10,21 +10,41 @@ from wardwatch.flow.models import BedRequest
 from wardwatch.ingest.hl7v2.models import Hl7Message, Hl7PatientClock
 from wardwatch.notify.models import Notification
 from wardwatch.tasks.models import Escalation, Task, Team
+from wardwatch.virtualward.models import (
+    Alert,
+    AlertNote,
+    Device,
+    DeviceLink,
+    Enrolment,
+    Latest,
+    Reading,
+    Rejected,
+    Score,
+)
 
 __all__ = [
+    "Alert",
+    "AlertNote",
     "ApiToken",
     "AuditEntry",
     "Base",
     "Bed",
     "BedRequest",
+    "Device",
+    "DeviceLink",
+    "Enrolment",
     "Escalation",
     "EventRecord",
     "HealthSystem",
     "Hl7Message",
     "Hl7PatientClock",
+    "Latest",
     "Notification",
     "Patient",
     "PendingMove",
+    "Reading",
+    "Rejected",
+    "Score",
     "Site",
     "Stay",
     "Task",

@@ -20,6 +20,7 @@ from wardwatch.ingest.hl7v2.service import Hl7Service
 from wardwatch.kpi.service import KpiService
 from wardwatch.notify.service import NotifyService
 from wardwatch.tasks.service import TaskService
+from wardwatch.virtualward.service import VirtualWardService
 
 
 @dataclass
@@ -47,6 +48,10 @@ class Runtime:
         self.notify = NotifyService(self.db, self.clock, self.settings)
         self.db.react(self.notify.on_record)
         self.db.react(self.flow.on_record)
+        self.virtualward = VirtualWardService(
+            self.db, self.clock, self.settings, self.capacity, self.flow
+        )
+        self.db.react(self.virtualward.on_record)
         self.kpi = KpiService(self.db, self.clock, timezone=self.settings.timezone)
         self.hl7 = Hl7Service(
             self.db,

@@ -14,6 +14,7 @@ class Role(StrEnum):
     CLINICIAN = "clinician"
     INTEGRATION = "integration"
     READ_ONLY = "read-only"
+    DEVICE = "device"  # a wearable gateway or patient app: sends readings, reads nothing
 
 
 class Permission(StrEnum):
@@ -28,6 +29,8 @@ class Permission(StrEnum):
     NOTIFY_ADMIN = "notify:admin"  # notifications' delivery status, dead letters, retry
     TASKS_WORK = "tasks:work"  # accept, start and finish team tasks
     TASKS_MANAGE = "tasks:manage"  # create, cancel, reprioritise tasks; teams; escalations
+    VITALS_SEND = "vitals:send"  # post readings (devices, gateways, integration engines)
+    VW_CARE = "virtualward:care"  # enrol, plans, thresholds, scale, devices, triage alerts
 
 
 P = Permission
@@ -37,11 +40,12 @@ _COORDINATING = _CLINICAL | {P.TASKS_WORK, P.TASKS_MANAGE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.CONTROL_CENTRE: frozenset(_COORDINATING | {P.NOTIFY_ADMIN}),
+    Role.CONTROL_CENTRE: frozenset(_COORDINATING | {P.NOTIFY_ADMIN, P.VW_CARE}),
     Role.WARD: frozenset(_COORDINATING),
     Role.HOUSEKEEPING: frozenset(_READ | {P.BEDS_CLEAN, P.TASKS_WORK}),
     Role.PORTER: frozenset(_READ | {P.TASKS_WORK}),
-    Role.CLINICIAN: frozenset(_READ | {P.PATIENTS_READ}),
-    Role.INTEGRATION: frozenset(_CLINICAL | {P.FEEDS_ADMIN, P.NOTIFY_ADMIN}),
+    Role.CLINICIAN: frozenset(_READ | {P.PATIENTS_READ, P.VW_CARE}),
+    Role.INTEGRATION: frozenset(_CLINICAL | {P.FEEDS_ADMIN, P.NOTIFY_ADMIN, P.VITALS_SEND}),
     Role.READ_ONLY: frozenset(_READ),
+    Role.DEVICE: frozenset({P.VITALS_SEND}),
 }

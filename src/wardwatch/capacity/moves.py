@@ -41,6 +41,12 @@ S = BedState
 RECLAIMABLE = frozenset({S.AWAITING_CLEAN, S.CLEANING, S.AVAILABLE})
 
 
+def vacated(bed: Bed) -> BedState:
+    """The state a bed is left in when its patient goes: a physical bed needs cleaning; a
+    virtual-ward place (a patient at home) is free again at once."""
+    return S.AVAILABLE if bed.virtual else S.AWAITING_CLEAN
+
+
 class BedMoves(PendingMoves):
     """Every move of a bed or a patient, inside the caller's transaction."""
 
@@ -132,7 +138,7 @@ class BedMoves(PendingMoves):
         self.set_state(
             tx,
             source,
-            S.AWAITING_CLEAN,
+            vacated(source),
             actor,
             f"stay.{event}red_out",
             log_stay_id=stay.id,
@@ -180,7 +186,7 @@ class BedMoves(PendingMoves):
         self.set_state(
             tx,
             bed,
-            S.AWAITING_CLEAN,
+            vacated(bed),
             actor,
             "stay.discharged",
             log_stay_id=stay.id,

@@ -254,6 +254,17 @@ rules:
   - name: escalation email
     on: [task.escalated]
     notify: ["email:{supervisor_email}"]
+  - name: virtual-ward alert for the team
+    on: [alert.raised, alert.upgraded]
+    notify: ["feed:team:{team}"]
+  - name: virtual-ward alert to the senior clinician
+    on: [alert.escalated]
+    when: {level: 1}
+    notify: ["feed:team:{team}", "feed:supervisor:{team}", "email:{supervisor_email}"]
+  - name: virtual-ward alert to the control centre
+    on: [alert.escalated]
+    when: {level: 2}
+    notify: ["feed:role:control-centre"]
 """
 
 

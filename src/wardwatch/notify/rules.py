@@ -35,6 +35,9 @@ BODY_FIELDS = (
     "level",
     "escalate_to",
     "request",
+    "alert",
+    "severity",
+    "due_at",
     "from_state",
     "to_state",
 )

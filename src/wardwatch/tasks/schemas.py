@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from wardwatch.core.schemas import StrictRequest
 from wardwatch.tasks.rules import DEFAULT_LIMITS
 
-TeamKind = Literal["housekeeping", "porters", "other"]
+TeamKind = Literal["housekeeping", "porters", "other", "virtual_ward"]
 TaskKind = Literal["cleaning", "transfer", "other"]
 Priority = Literal["clean_next", "urgent", "routine"]
 CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"

@@ -17,7 +17,12 @@ from wardwatch.tasks.models import Team
 from wardwatch.tasks.rules import DEFAULT_LIMITS, limits_for
 from wardwatch.tasks.schemas import TeamRead, TeamsFile, TeamSpec
 
-DEFAULT_NAMES = {"housekeeping": "Housekeeping", "porters": "Porters", "other": "Site team"}
+DEFAULT_NAMES = {
+    "housekeeping": "Housekeeping",
+    "porters": "Porters",
+    "other": "Site team",
+    "virtual_ward": "Virtual-ward clinical team",
+}
 
 
 def team_for_site(s: Session, site_id: str, kind: str) -> Team:
@@ -126,4 +131,9 @@ def read(team: Team, site_code: str | None) -> TeamRead:
     )
 
 
-KINDS_FOR_TEAM = {"housekeeping": ("cleaning",), "porters": ("transfer",), "other": ("other",)}
+KINDS_FOR_TEAM = {
+    "housekeeping": ("cleaning",),
+    "porters": ("transfer",),
+    "other": ("other",),
+    "virtual_ward": ("other",),
+}
