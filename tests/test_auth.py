@@ -113,7 +113,14 @@ def test_role_matrix_is_as_documented() -> None:
         for role, perms in ROLE_PERMISSIONS.items()
         if role != Role.ADMIN
     )
-    assert all(P.CAPACITY_READ in perms for perms in ROLE_PERMISSIONS.values())
+    assert all(
+        P.CAPACITY_READ in perms for role, perms in ROLE_PERMISSIONS.items() if role != Role.DEVICE
+    )
+    # A wearable gateway's token can send readings and nothing else.
+    assert ROLE_PERMISSIONS[Role.DEVICE] == {P.VITALS_SEND}
+    assert all(
+        P.VW_CARE not in ROLE_PERMISSIONS[r] for r in (Role.HOUSEKEEPING, Role.PORTER, Role.DEVICE)
+    )
 
 
 def test_token_create_prints_the_token_alone_and_stores_only_its_hash(
