@@ -91,7 +91,9 @@ def send(client: TestClient, dev: Headers, body: dict) -> dict:
     return dict(r.json())
 
 
-def test_enrol_score_and_the_caseload(client: TestClient, h: Headers, dev: Headers, clock: ManualClock) -> None:
+def test_enrol_score_and_the_caseload(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock
+) -> None:
     e = enrol(client, h, "VW-1", ["OX-1"])
     assert e["bed"].startswith("VW1-FRA") and e["devices"][0]["serial"] == "OX-1"
     # The place counts in capacity: occupied on the virtual ward.
@@ -108,7 +110,9 @@ def test_enrol_score_and_the_caseload(client: TestClient, h: Headers, dev: Heade
     assert got[0]["latest"]["age_minutes"] == pytest.approx(10.0)
 
 
-def test_a_partial_set_is_never_low(client: TestClient, h: Headers, dev: Headers, clock: ManualClock) -> None:
+def test_a_partial_set_is_never_low(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock
+) -> None:
     e = enrol(client, h, "VW-2", ["OX-2"])
     partial = {k: v for k, v in CALM.items() if k != "systolic_bp"}
     send(client, dev, message("OX-2", partial, clock.now(), "p"))
@@ -159,20 +163,39 @@ def test_alert_triage_and_no_flood(
     a = client.get(f"/api/virtual-ward/alerts/{alert_id}", headers=h).json()
     assert (a["severity"], a["status"], a["minutes_left"]) == ("emergency", "new", 30.0)
     # Triage: cannot resolve before recording what was done; no action needs a reason.
-    assert client.post(f"/api/virtual-ward/alerts/{alert_id}/resolve", headers=h, json={}).status_code == 409
+    assert (
+        client.post(f"/api/virtual-ward/alerts/{alert_id}/resolve", headers=h, json={}).status_code
+        == 409
+    )
     client.post(f"/api/virtual-ward/alerts/{alert_id}/acknowledge", headers=h)
-    r = client.post(f"/api/virtual-ward/alerts/{alert_id}/action", headers=h, json={"action": "no_action"})
+    r = client.post(
+        f"/api/virtual-ward/alerts/{alert_id}/action", headers=h, json={"action": "no_action"}
+    )
     assert r.status_code == 422 and "reason" in r.text
     r = client.post(
         f"/api/virtual-ward/alerts/{alert_id}/action", headers=h, json={"action": "home_visit"}
     )
     assert r.json()["status"] == "actioned"
-    client.post(f"/api/virtual-ward/alerts/{alert_id}/notes", headers=h, json={"text": "seen at home, settled"})
-    r = client.post(f"/api/virtual-ward/alerts/{alert_id}/resolve", headers=h, json={"note": "improving"})
+    client.post(
+        f"/api/virtual-ward/alerts/{alert_id}/notes",
+        headers=h,
+        json={"text": "seen at home, settled"},
+    )
+    r = client.post(
+        f"/api/virtual-ward/alerts/{alert_id}/resolve", headers=h, json={"note": "improving"}
+    )
     a = client.get(f"/api/virtual-ward/alerts/{alert_id}", headers=h).json()
     assert a["status"] == "resolved"
     whats = [n["what"] for n in a["notes"]]
-    assert whats == ["raised", "acknowledged", "upgraded", "acknowledged", "actioned", "note", "resolved"]
+    assert whats == [
+        "raised",
+        "acknowledged",
+        "upgraded",
+        "acknowledged",
+        "actioned",
+        "note",
+        "resolved",
+    ]
     assert a["notes"][1]["by"] == "clinician:nurse-clinician"
     # The team's feed carried the alert.
     feed = rt.notify.feed([f"team:{e['team']}"])
@@ -228,7 +251,9 @@ def test_battery_low_alert_and_recharge(
     assert client.get("/api/virtual-ward/alerts", headers=h).json() == []
 
 
-def test_resends_are_stored_once(client: TestClient, h: Headers, dev: Headers, clock: ManualClock, rt: Runtime) -> None:
+def test_resends_are_stored_once(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock, rt: Runtime
+) -> None:
     enrol(client, h, "VW-8", ["OX-8"])
     body = message("OX-8", CALM, clock.now(), "d")
     assert send(client, dev, body)["stored"] == 6
@@ -250,16 +275,19 @@ def test_bad_readings_are_refused_and_kept_the_rest_stored(
         {"id": "bad-4", "code": "8867-4", "value": "fast", "unit": "/min"},
         {"id": "bad-5", "code": "glucose", "value": 5, "unit": "mmol/L"},
         {"id": "bad-6", "code": "pulse", "value": 70, "unit": "/min", "device": "NOPE-1"},
-    ]
+        {"id": "bad-7", "code": "pulse", "value": 70, "unit": "/min",
+         "at": iso(clock.now() + timedelta(hours=1))},
+    ]  # fmt: skip
     out = send(client, dev, body)
     assert out["stored"] == 6 and out["scores"] == 1
     reasons = [r["reason"] for r in out["refused"]]
-    assert len(reasons) == 6
+    assert len(reasons) == 7
     assert "not possible" in reasons[0] and "not possible" in reasons[1]
     assert "not accepted" in reasons[2] and "not a number" in reasons[3]
     assert "not a vital sign" in reasons[4] and "unknown device" in reasons[5]
+    assert "in the future" in reasons[6]  # a wrong device clock cannot make old data "new"
     with rt.db.read() as s:
-        assert s.scalar(select(func.count()).select_from(Rejected)) == 6
+        assert s.scalar(select(func.count()).select_from(Rejected)) == 7
     r = client.post("/api/readings", headers=dev, content=b"{not json")
     assert r.status_code == 400 and "not JSON" in r.json()["error"]
     with rt.db.read() as s:
@@ -309,14 +337,20 @@ def test_scale_two_only_by_a_clinician_with_who_and_when(
     r = client.put(f"/api/virtual-ward/enrolments/{e['id']}/scale", headers=h,
                    json={"scale": 2, "reason": "COPD, target 88-92%"})  # fmt: skip
     got = r.json()
-    assert got["scale"] == 2 and got["scale_set_by"] == "clinician:nurse-clinician" and got["scale_set_at"]
+    assert (
+        got["scale"] == 2
+        and got["scale_set_by"] == "clinician:nurse-clinician"
+        and got["scale_set_at"]
+    )
     clock.advance(timedelta(minutes=20))
     send(client, dev, message("OX-12", copd, clock.now(), "c2"))
     latest = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()["latest"]
     assert latest["parameters"]["spo2"] == 0 and latest["scale"] == 2
 
 
-def test_patient_thresholds_and_trend(client: TestClient, h: Headers, dev: Headers, clock: ManualClock) -> None:
+def test_patient_thresholds_and_trend(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock
+) -> None:
     e = enrol(client, h, "VW-13", ["OX-13"])
     r = client.put(f"/api/virtual-ward/enrolments/{e['id']}/thresholds", headers=h,
                    json={"thresholds": {"pulse": {"max": 85}}})  # fmt: skip
@@ -326,7 +360,11 @@ def test_patient_thresholds_and_trend(client: TestClient, h: Headers, dev: Heade
     assert kinds == {"threshold"}
     for n, temp in enumerate((38.2, 38.6, 39.2)):
         clock.advance(timedelta(minutes=20))
-        send(client, dev, message("OX-13", {**CALM, "temperature": (temp, "Cel")}, clock.now(), f"t{n}x"))
+        send(
+            client,
+            dev,
+            message("OX-13", {**CALM, "temperature": (temp, "Cel")}, clock.now(), f"t{n}x"),
+        )
     kinds = {a["kind"] for a in client.get("/api/virtual-ward/alerts", headers=h).json()}
     assert "trend" in kinds
 
@@ -335,7 +373,9 @@ def test_discharge_frees_the_place_and_step_up_asks_for_a_bed(
     client: TestClient, h: Headers, dev: Headers, clock: ManualClock, rt: Runtime
 ) -> None:
     e = enrol(client, h, "VW-14", ["OX-14"])
-    r = client.post(f"/api/virtual-ward/enrolments/{e['id']}/end", headers=h, json={"reason": "recovered"})
+    r = client.post(
+        f"/api/virtual-ward/enrolments/{e['id']}/end", headers=h, json={"reason": "recovered"}
+    )
     assert r.status_code == 200 and r.json()["ended_at"] and r.json()["devices"] == []
     bed = client.get(f"/api/beds/{e['bed_id']}", headers=h).json()
     assert bed["state"] == "available"  # a place at home needs no cleaning
@@ -348,3 +388,38 @@ def test_discharge_frees_the_place_and_step_up_asks_for_a_bed(
     assert r.status_code == 201, r.text
     request = r.json()
     assert request["stay_id"] == f["stay_id"]
+
+
+def test_moving_into_a_hospital_bed_ends_the_enrolment(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock, rt: Runtime
+) -> None:
+    """Step up: when the patient takes the hospital bed, monitoring at home stops, the
+    devices are freed and open alerts are closed with the reason (the ward has them now)."""
+    e = enrol(client, h, "VW-16", ["OX-16"])
+    send(client, dev, message("OX-16", SICK, clock.now(), "s"))
+    r = client.post(f"/api/virtual-ward/enrolments/{e['id']}/step-up", headers=h,
+                    json={"site": "ACU1", "specialty": "acute medicine", "reason": "NEWS2 11"})  # fmt: skip
+    request = r.json()
+    admin = auth(rt, "admin")
+    beds = client.get("/api/beds", params={"ward": "ACU1-AMU", "state": "available"}, headers=admin)
+    bed = beds.json()[0]["id"]
+    r = client.post(
+        f"/api/bed-requests/{request['id']}/allocate", headers=admin, json={"bed_id": bed}
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(f"/api/bed-requests/{request['id']}/arrive", headers=admin)
+    assert r.status_code == 200, r.text
+    got = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()
+    assert got["ended_at"] and got["end_reason"] == "stepped_up" and got["devices"] == []
+    assert client.get("/api/virtual-ward/alerts", headers=h).json() == []
+    (alert,) = client.get(
+        "/api/virtual-ward/alerts", params={"status": "resolved"}, headers=h
+    ).json()
+    assert (
+        "left the virtual ward"
+        in client.get(f"/api/virtual-ward/alerts/{alert['id']}", headers=h).json()["notes"][-1][
+            "text"
+        ]
+    )
+    place = client.get(f"/api/beds/{e['bed_id']}", headers=h).json()
+    assert place["state"] == "available"

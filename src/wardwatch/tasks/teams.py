@@ -38,7 +38,7 @@ def team_for_site(s: Session, site_id: str, kind: str) -> Team:
             s.add(
                 Team(
                     id=new_id("team"),
-                    code=f"{site.code}-{kind}",
+                    code=f"{site.code}-{kind.replace('_', '-')}",
                     name=f"{site.name} {DEFAULT_NAMES[kind].lower()}",
                     kind=kind,
                     site_id=site.id,
