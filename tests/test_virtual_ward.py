@@ -96,9 +96,11 @@ def test_enrol_score_and_the_caseload(
 ) -> None:
     e = enrol(client, h, "VW-1", ["OX-1"])
     assert e["bed"].startswith("VW1-FRA") and e["devices"][0]["serial"] == "OX-1"
-    # The place counts in capacity: occupied on the virtual ward.
+    # The place counts in capacity: occupied on the virtual ward, in the system's figures.
     occ = client.get("/api/occupancy", headers=h).json()
-    assert occ
+    assert occ["system"]["by_site_kind"]["virtual_ward"]["occupied"] == 1
+    (vw1,) = [site for site in occ["sites"] if site["code"] == "VW1"]
+    assert (vw1["occupied"], vw1["total"]) == (1, 5)
     out = send(client, dev, message("OX-1", CALM, clock.now(), "a", battery=80))
     assert out["stored"] == 6 and out["scores"] == 1 and not out["refused"], out
     got = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()
@@ -293,6 +295,11 @@ def test_bad_readings_are_refused_and_kept_the_rest_stored(
     with rt.db.read() as s:
         kept = s.scalars(select(Rejected.payload).order_by(Rejected.id.desc())).first()
     assert kept == "{not json"
+    # The integration engineer can see each refusal, its reason and exactly what was sent.
+    assert client.get("/api/virtual-ward/rejected", headers=h).status_code == 403
+    listed = client.get("/api/virtual-ward/rejected", headers=auth(rt, "integration")).json()
+    assert len(listed) == 8 and listed[0]["payload"] == "{not json"
+    assert any('"bad-1"' in r["payload"] and "not possible" in r["reason"] for r in listed)
 
 
 def test_device_readings_belong_to_the_patient_linked_at_their_time(

@@ -23,6 +23,7 @@ from wardwatch.virtualward.schemas import (
     LinkRequest,
     NoteIn,
     PlanUpdate,
+    RejectedRead,
     ResolveIn,
     ScaleUpdate,
     ScoreRead,
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/api", tags=["virtual wards"])
 Reader = Annotated[Principal, principal_for(P.PATIENTS_READ)]
 Carer = Annotated[Principal, principal_for(P.VW_CARE)]
 Sender = Annotated[Principal, principal_for(P.VITALS_SEND)]
+FeedsAdmin = Annotated[Principal, principal_for(P.FEEDS_ADMIN)]
 
 
 @router.get("/virtual-ward/caseload")
@@ -145,6 +147,19 @@ async def post_readings(request: Request, rt: RuntimeDep, who: Sender) -> JSONRe
     body = await request.body()
     result = await asyncio.to_thread(rt.virtualward.receive_compact, body, "api", who.actor)
     return JSONResponse(result, status_code=200 if not result.get("error") else 400)
+
+
+@router.get("/virtual-ward/rejected")
+def rejected(
+    rt: RuntimeDep,
+    _: FeedsAdmin,
+    source: Annotated[str | None, Query(pattern="^(mqtt|fhir|hl7|api)$")] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> list[RejectedRead]:
+    """Readings and messages refused (newest first): the reason and exactly what was sent,
+    for the integration engineer to fix at the source. Nothing refused is ever scored."""
+    return rt.virtualward.rejected(source=source, since=since, limit=limit)
 
 
 @router.get("/virtual-ward/alerts")

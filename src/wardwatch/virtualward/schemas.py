@@ -166,6 +166,15 @@ class ScoreRead(BaseModel):
     reasons: dict[str, str]
 
 
+class RejectedRead(BaseModel):
+    id: int
+    received_at: datetime
+    source: str
+    sender: str | None
+    reason: str
+    payload: str
+
+
 class DeviceRead(BaseModel):
     id: str
     serial: str

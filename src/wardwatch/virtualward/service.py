@@ -32,7 +32,14 @@ from wardwatch.tasks.teams import team_for_site
 from wardwatch.virtualward import compact, views
 from wardwatch.virtualward.alerting import AlertChecker
 from wardwatch.virtualward.ingest import Ingestor
-from wardwatch.virtualward.models import Alert, AlertNote, Device, DeviceLink, Enrolment
+from wardwatch.virtualward.models import (
+    Alert,
+    AlertNote,
+    Device,
+    DeviceLink,
+    Enrolment,
+    Rejected,
+)
 from wardwatch.virtualward.schemas import (
     AlertActionIn,
     AlertRead,
@@ -43,6 +50,7 @@ from wardwatch.virtualward.schemas import (
     EnrolRequest,
     LinkRequest,
     PlanIn,
+    RejectedRead,
     ScaleUpdate,
     ScoreRead,
     StepUpRequest,
@@ -397,6 +405,28 @@ class VirtualWardService:
         with self.db.read() as s:
             self._get(s, enrolment_id)
             return views.readings(s, enrolment_id, since=since, limit=limit)
+
+    def rejected(
+        self, *, source: str | None = None, since: datetime | None = None, limit: int = 200
+    ) -> list[RejectedRead]:
+        """Readings and messages refused, newest first, with the reason and what was sent."""
+        with self.db.read() as s:
+            q = select(Rejected).order_by(Rejected.id.desc()).limit(limit)
+            if source is not None:
+                q = q.where(Rejected.source == source)
+            if since is not None:
+                q = q.where(Rejected.received_at >= since)
+            return [
+                RejectedRead(
+                    id=r.id,
+                    received_at=r.received_at,
+                    source=r.source,
+                    sender=r.sender,
+                    reason=r.reason,
+                    payload=r.payload,
+                )
+                for r in s.scalars(q)
+            ]
 
     # --- alerts --------------------------------------------------------------------------
 
