@@ -267,7 +267,7 @@ def copy_floor(url: str, rows: int) -> dict[str, Any]:
             conn.cursor() as cur,
             cur.copy(
                 "COPY bench_copy (key, enrolment_id, parameter, value, text_value, at,"
-                " received_at, source, device_id) FROM STDIN"
+                " received_at, source, device) FROM STDIN"
             ) as copy,
         ):
             for row in data:

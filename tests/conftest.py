@@ -35,6 +35,7 @@ SMALL_SYSTEM = PAYLOADS / "small-system.yaml"
 EXAMPLE_SYSTEM = ROOT / "examples" / "kent-medway.yaml"
 START = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 PG_ENV = "WARDWATCH_TEST_POSTGRES_URL"
+MQTT_ENV = "WARDWATCH_TEST_MQTT_URL"
 REQUIRE_ALL = os.environ.get("WARDWATCH_TEST_REQUIRE_ALL") == "1"
 
 
@@ -86,6 +87,16 @@ def _truncate(engine: Engine) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> str:
+    """The MQTT broker tests publish to (``WARDWATCH_TEST_MQTT_URL``, e.g.
+    mqtt://127.0.0.1:1883); a configured broker that does not answer fails the tests."""
+    url = os.environ.get(MQTT_ENV)
+    if not url:
+        skip_or_fail(f"MQTT tests skipped: set {MQTT_ENV}=mqtt://host:port to run them")
+    return str(url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

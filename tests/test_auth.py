@@ -17,7 +17,16 @@ from wardwatch.auth.roles import ROLE_PERMISSIONS, Permission, Role
 from wardwatch.cli import app as cli
 from wardwatch.runtime import Runtime
 
-PUBLIC = {"/health", "/", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/tasks"}
+PUBLIC = {
+    "/health",
+    "/",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/docs/oauth2-redirect",
+    "/tasks",
+    "/virtual-ward",  # the page itself holds no data: its API calls carry the token
+}
 
 
 def _walk(routes: list[Any]) -> list[APIRoute]:

@@ -37,8 +37,13 @@ SICK = {
     "temperature": (38.5, "Cel"),
 }
 #: RR 22 (2), pulse 95 (1), temp 38.2 (1), SpO2 95 (1): 5, urgent.
-UNWELL = {**CALM, "respiration_rate": (22, "/min"), "pulse": (95, "/min"),
-          "temperature": (38.2, "Cel"), "spo2": (95, "%")}  # fmt: skip
+UNWELL = {
+    **CALM,
+    "respiration_rate": (22, "/min"),
+    "pulse": (95, "/min"),
+    "temperature": (38.2, "Cel"),
+    "spo2": (95, "%"),
+}
 
 
 def iso(when: datetime) -> str:
@@ -235,7 +240,8 @@ def test_missed_reading_raises_and_clears(
     clock.advance(timedelta(minutes=2))
     client.app.state.runtime.virtualward.check_due()  # type: ignore[attr-defined]
     (a,) = client.get("/api/virtual-ward/alerts", headers=h).json()
-    assert a["kind"] == "stale_data" and "OX-6" in a["summary"]
+    assert a["kind"] == "missed_reading" and a["group"] == "missed"
+    assert "OX-6 last heard 11 min ago" in a["summary"]
     send(client, dev, message("OX-6", CALM, clock.now(), "m2"))
     assert client.get("/api/virtual-ward/alerts", headers=h).json() == []
     assert e["id"]
@@ -277,9 +283,14 @@ def test_bad_readings_are_refused_and_kept_the_rest_stored(
         {"id": "bad-4", "code": "8867-4", "value": "fast", "unit": "/min"},
         {"id": "bad-5", "code": "glucose", "value": 5, "unit": "mmol/L"},
         {"id": "bad-6", "code": "pulse", "value": 70, "unit": "/min", "device": "NOPE-1"},
-        {"id": "bad-7", "code": "pulse", "value": 70, "unit": "/min",
-         "at": iso(clock.now() + timedelta(hours=1))},
-    ]  # fmt: skip
+        {
+            "id": "bad-7",
+            "code": "pulse",
+            "value": 70,
+            "unit": "/min",
+            "at": iso(clock.now() + timedelta(hours=1)),
+        },
+    ]
     out = send(client, dev, body)
     assert out["stored"] == 6 and out["scores"] == 1
     reasons = [r["reason"] for r in out["refused"]]
@@ -338,11 +349,17 @@ def test_scale_two_only_by_a_clinician_with_who_and_when(
     latest = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()["latest"]
     assert latest["parameters"]["spo2"] == 3 and latest["scale"] == 1
     reader = auth(rt, "read-only", "viewer")
-    r = client.put(f"/api/virtual-ward/enrolments/{e['id']}/scale", headers=reader,
-                   json={"scale": 2, "reason": "COPD, target 88-92%"})  # fmt: skip
+    r = client.put(
+        f"/api/virtual-ward/enrolments/{e['id']}/scale",
+        headers=reader,
+        json={"scale": 2, "reason": "COPD, target 88-92%"},
+    )
     assert r.status_code == 403
-    r = client.put(f"/api/virtual-ward/enrolments/{e['id']}/scale", headers=h,
-                   json={"scale": 2, "reason": "COPD, target 88-92%"})  # fmt: skip
+    r = client.put(
+        f"/api/virtual-ward/enrolments/{e['id']}/scale",
+        headers=h,
+        json={"scale": 2, "reason": "COPD, target 88-92%"},
+    )
     got = r.json()
     assert (
         got["scale"] == 2
@@ -359,8 +376,11 @@ def test_patient_thresholds_and_trend(
     client: TestClient, h: Headers, dev: Headers, clock: ManualClock
 ) -> None:
     e = enrol(client, h, "VW-13", ["OX-13"])
-    r = client.put(f"/api/virtual-ward/enrolments/{e['id']}/thresholds", headers=h,
-                   json={"thresholds": {"pulse": {"max": 85}}})  # fmt: skip
+    r = client.put(
+        f"/api/virtual-ward/enrolments/{e['id']}/thresholds",
+        headers=h,
+        json={"thresholds": {"pulse": {"max": 85}}},
+    )
     assert r.status_code == 200, r.text
     send(client, dev, message("OX-13", {**CALM, "pulse": (88, "/min")}, clock.now(), "t1"))
     kinds = {a["kind"] for a in client.get("/api/virtual-ward/alerts", headers=h).json()}
@@ -390,8 +410,11 @@ def test_discharge_frees_the_place_and_step_up_asks_for_a_bed(
     out = send(client, dev, message("OX-14", CALM, clock.now(), "after"))
     assert out["stored"] == 0  # the device is free: its readings belong to nobody
     f = enrol(client, h, "VW-15", ["OX-15"])
-    r = client.post(f"/api/virtual-ward/enrolments/{f['id']}/step-up", headers=h,
-                    json={"site": "ACU1", "specialty": "general medicine", "reason": "NEWS2 9"})  # fmt: skip
+    r = client.post(
+        f"/api/virtual-ward/enrolments/{f['id']}/step-up",
+        headers=h,
+        json={"site": "ACU1", "specialty": "general medicine", "reason": "NEWS2 9"},
+    )
     assert r.status_code == 201, r.text
     request = r.json()
     assert request["stay_id"] == f["stay_id"]
@@ -404,8 +427,11 @@ def test_moving_into_a_hospital_bed_ends_the_enrolment(
     devices are freed and open alerts are closed with the reason (the ward has them now)."""
     e = enrol(client, h, "VW-16", ["OX-16"])
     send(client, dev, message("OX-16", SICK, clock.now(), "s"))
-    r = client.post(f"/api/virtual-ward/enrolments/{e['id']}/step-up", headers=h,
-                    json={"site": "ACU1", "specialty": "acute medicine", "reason": "NEWS2 11"})  # fmt: skip
+    r = client.post(
+        f"/api/virtual-ward/enrolments/{e['id']}/step-up",
+        headers=h,
+        json={"site": "ACU1", "specialty": "acute medicine", "reason": "NEWS2 11"},
+    )
     request = r.json()
     admin = auth(rt, "admin")
     beds = client.get("/api/beds", params={"ward": "ACU1-AMU", "state": "available"}, headers=admin)
@@ -430,3 +456,96 @@ def test_moving_into_a_hospital_bed_ends_the_enrolment(
     )
     place = client.get(f"/api/beds/{e['bed_id']}", headers=h).json()
     assert place["state"] == "available"
+
+
+def test_a_triage_step_on_what_someone_saw_minutes_ago_is_refused(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock, rt: Runtime
+) -> None:
+    e = enrol(client, h, "VW-17", ["OX-17"])
+    send(client, dev, message("OX-17", UNWELL, clock.now(), "v"))
+    (seen,) = client.get(
+        "/api/virtual-ward/alerts", params={"enrolment": e["id"]}, headers=h
+    ).json()
+    other = auth(rt, "clinician", "doctor")
+    client.post(f"/api/virtual-ward/alerts/{seen['id']}/acknowledge", headers=other)
+    r = client.post(
+        f"/api/virtual-ward/alerts/{seen['id']}/acknowledge",
+        params={"version": seen["version"]},
+        headers=h,
+    )
+    assert r.status_code == 409 and "acknowledged by clinician:doctor-clinician" in r.text
+    fresh = client.get(f"/api/virtual-ward/alerts/{seen['id']}", headers=h).json()
+    r = client.post(
+        f"/api/virtual-ward/alerts/{seen['id']}/action",
+        params={"version": seen["version"]},
+        headers=h,
+        json={"action": "called_patient"},
+    )
+    assert r.status_code == 409  # still the old version: two different actions never race
+    r = client.post(
+        f"/api/virtual-ward/alerts/{seen['id']}/action",
+        params={"version": fresh["version"]},
+        headers=h,
+        json={"action": "called_patient", "reason": "feels better, will recheck in 1 h"},
+    )
+    assert r.status_code == 200 and r.json()["action"] == "called_patient"
+    # An answered alert upgraded hours later gets the new target from now, not one long gone.
+    clock.advance(timedelta(hours=3))
+    send(client, dev, message("OX-17", SICK, clock.now(), "v2"))
+    upgraded = client.get(f"/api/virtual-ward/alerts/{seen['id']}", headers=h).json()
+    assert (upgraded["severity"], upgraded["minutes_left"]) == ("emergency", 30.0)
+    # One patient's alerts, past ones included.
+    history = client.get(
+        "/api/virtual-ward/alerts", params={"enrolment": e["id"], "status": "all"}, headers=h
+    ).json()
+    assert [a["id"] for a in history] == [seen["id"]]
+
+
+def test_a_gateway_reports_several_batteries(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock
+) -> None:
+    enrol(client, h, "VW-18", ["OX-18"])
+    enrol(client, h, "VW-19", ["OX-19"])
+    body = {
+        "at": iso(clock.now()),
+        "readings": [],
+        "batteries": [
+            {"device": "OX-18", "battery": 12},
+            {"device": "OX-19", "battery": 80},
+            {"device": "OX-19", "battery": "full"},
+        ],
+    }
+    out = send(client, dev, body)
+    assert [r["reason"] for r in out["refused_in_message"]] == [
+        "batteries[2]: battery must be a number 0-100"
+    ]
+    (a,) = client.get("/api/virtual-ward/alerts", headers=h).json()
+    assert a["kind"] == "battery_low" and "OX-18" in a["summary"]
+    kit = {
+        d["serial"]: d["battery_pct"]
+        for d in client.get("/api/virtual-ward/devices", headers=h).json()
+    }
+    assert kit == {"OX-18": 12, "OX-19": 80}
+
+
+def test_a_plan_may_widen_the_set_window(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock
+) -> None:
+    """A wearable's continuous readings plus a twice-daily BP: with the default 15-minute
+    window the sets are partial; a clinician may widen the window in the plan."""
+    e = enrol(client, h, "VW-20", ["OX-20"], mode="continuous", interval_minutes=5)
+    bp = {k: CALM[k] for k in ("systolic_bp", "consciousness")}
+    wearable = {k: v for k, v in CALM.items() if k not in bp}
+    send(client, dev, message("OX-20", bp, clock.now(), "bp"))
+    clock.advance(timedelta(hours=2))
+    send(client, dev, message("OX-20", wearable, clock.now(), "w1"))
+    latest = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()["latest"]
+    assert latest["partial"] is True
+    plan = {"mode": "continuous", "interval_minutes": 5, "set_window_minutes": 720}
+    r = client.put(f"/api/virtual-ward/enrolments/{e['id']}/plan", headers=h, json={"plan": plan})
+    assert r.status_code == 200, r.text
+    clock.advance(timedelta(minutes=5))
+    send(client, dev, message("OX-20", wearable, clock.now(), "w2"))
+    latest = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()["latest"]
+    assert latest["partial"] is False and latest["total"] == 0
+    assert latest["oldest_at"] < latest["at"]  # the set says how old its oldest value is

@@ -22,6 +22,7 @@ from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
 from wardwatch.core.errors import Unauthorized, WardWatchError
 from wardwatch.flow.routes import router as flow_router
+from wardwatch.ingest.fhir.observations import router as fhir_observations_router
 from wardwatch.ingest.fhir.routes import error_response as fhir_error
 from wardwatch.ingest.fhir.routes import is_fhir_path
 from wardwatch.ingest.fhir.routes import outcome_response as fhir_outcome
@@ -34,6 +35,7 @@ from wardwatch.notify.dispatcher import Dispatcher
 from wardwatch.notify.routes import router as notify_router
 from wardwatch.runtime import Runtime
 from wardwatch.tasks.routes import router as tasks_router
+from wardwatch.virtualward.mqtt import start_mqtt
 from wardwatch.virtualward.routes import router as vw_router
 from wardwatch.web.routes import router as pages_router
 
@@ -118,9 +120,13 @@ def create_app(
         app.state.dispatcher = Dispatcher(runtime.notify)
         deliveries = asyncio.create_task(app.state.dispatcher.run())
         # --- end notifications ---
+        mqtt = None
         try:
+            mqtt = start_mqtt(runtime)  # device readings from the broker, if mqtt_url is set
             yield
         finally:
+            if mqtt is not None:
+                await mqtt.close()
             deliveries.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await deliveries
@@ -142,6 +148,7 @@ def create_app(
     app.include_router(notify_router)
     app.include_router(auth_router)
     app.include_router(hl7_router)
+    app.include_router(fhir_observations_router)  # before fhir_router's catch-all
     app.include_router(fhir_router)
     app.include_router(tasks_router)
     app.include_router(flow_router)
@@ -179,7 +186,8 @@ def create_app(
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"] if p != "body")
-            problems.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc}: {message}" if loc else message)
         if is_fhir_path(request.url.path):  # FHIR: a request it cannot process is 400
             return fhir_outcome(400, "invalid", problems)
         return JSONResponse(

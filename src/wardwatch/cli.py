@@ -61,16 +61,33 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
     mllp_port: Annotated[int, typer.Option(help="HL7 v2 MLLP port (0: off)")] = 2575,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            help="MQTT broker for device readings, mqtt://host:port (mqtts:// for TLS); "
+            "default: WARDWATCH_MQTT_URL, else off"
+        ),
+    ] = None,
 ) -> None:
-    """Run the service (API, live stream, web page, HL7 listener) on the configured database."""
+    """Run the service (API, live stream, web page, HL7 listener, MQTT readings) on the
+    configured database."""
     import uvicorn
 
     from wardwatch.app import create_app
+    from wardwatch.virtualward.mqtt import Broker
 
     rt = runtime()
+    if mqtt_url:
+        rt.settings.mqtt_url = mqtt_url
     out.print(f"WardWatch on http://{host}:{port}  (database: {rt.db.dialect})")
     if mllp_port:
         out.print(f"HL7 v2 MLLP listener on {host}:{mllp_port}")
+    if rt.settings.mqtt_url:
+        try:
+            broker = Broker.parse(rt.settings.mqtt_url)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mqtt-url") from None
+        out.print(f"MQTT readings from {broker}, topic {rt.settings.mqtt_topic}")
     uvicorn.run(
         create_app(rt, mllp_port=mllp_port, mllp_host=host),
         host=host,
@@ -95,13 +112,12 @@ def demo(
 
     from wardwatch.app import create_app
     from wardwatch.core.clock import ScaledClock, SystemClock
-    from wardwatch.demo.generator import DemoGenerator
     from wardwatch.demo.run import (
         demo_settings,
         first_acute_site,
+        live_loop,
         prepare,
         resume_time,
-        ward_plans,
     )
 
     if speed <= 0:
@@ -111,15 +127,17 @@ def demo(
             admitted = prepare(data_dir, SystemClock())
         out.print(f"Loaded the example system and admitted {admitted} patients.")
     clock = ScaledClock(resume_time(data_dir, SystemClock().now()), speed=speed)
-    rt = Runtime.build(demo_settings(data_dir), clock=clock)
+    rt = Runtime.build(demo_settings(data_dir, speed=speed), clock=clock)
     _, token = rt.auth.create_token(role="control-centre", name="demo")
     _, cleaner = rt.auth.create_token(role="housekeeping", name="demo-cleaner")
-    generator = DemoGenerator(rt.capacity, clock, ward_plans(rt), tasks=rt.tasks, flow=rt.flow)
+    _, clinician = rt.auth.create_token(role="clinician", name="demo-clinician")
+    generator = live_loop(rt, clock)
     generator.start(tick_seconds=1.0)
     team = f"{first_acute_site(rt)}-housekeeping"
     out.print(f"\n[bold]WardWatch demo[/] (time runs x{speed:g})")
     out.print(f"  Open       http://{host}:{port}/#token={token}")
     out.print(f"  Task page  http://{host}:{port}/tasks?team={team}#token={cleaner}")
+    out.print(f"  Caseload   http://{host}:{port}/virtual-ward#token={clinician}")
     out.print(f"  API docs   http://{host}:{port}/docs")
     out.print(f"  Token      {token}\n")
     try:

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     mqtt_topic: str = Field(
         default="wardwatch/vitals/#", description="topic filter WardWatch subscribes to"
     )
+    mqtt_client_id: str = Field(
+        default="wardwatch",
+        min_length=1,
+        max_length=64,
+        description="MQTT client identifier: the broker keeps this client's session (and "
+        "the readings sent while WardWatch is down) under it; unique per running instance",
+    )
 
     def mllp_peers(self) -> frozenset[str] | None:
         if not self.mllp_allowed_peers:

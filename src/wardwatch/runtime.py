@@ -59,6 +59,7 @@ class Runtime:
             timezone=self.settings.timezone,
             retention_days=self.settings.hl7_retention_days,
             application=self.settings.hl7_application,
+            ingestor=self.virtualward.ingestor,
         )
 
     @classmethod

@@ -9,7 +9,10 @@ through cleaning with realistic delays.
 With the coordination services (tasks and flow), the demo runs the whole loop instead:
 discharges ask housekeeping for a clean, simulated cleaners and porters answer their tasks
 (:mod:`wardwatch.demo.coordination`), and acute admissions arrive as ED decisions to admit
-that a simulated bed manager allocates, so turnaround and waits appear live.
+that a simulated bed manager allocates, so turnaround and waits appear live. In the live
+demo, virtual-ward places are not this generator's: :mod:`wardwatch.demo.wearables` fills
+them with monitored enrolments (:func:`wardwatch.demo.run.live_loop` passes it no
+virtual-ward plans and drives the simulated virtual ward as one of its tickers).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from wardwatch.capacity.schemas import (
@@ -76,6 +80,12 @@ _DISCHARGE_PROFILE = [0.2] * 7 + [0.3] * 3 + [2.0] * 9 + [0.2] * 5  # by local h
 _DISCHARGE_SCALE = 24 / sum(_DISCHARGE_PROFILE)
 
 
+class Ticker(Protocol):
+    """Something else the demo loop drives on the same clock (the simulated virtual ward)."""
+
+    def tick(self, now: datetime) -> None: ...
+
+
 def discharge_weight(local_hour: int) -> float:
     """Relative discharge rate by hour, averaging 1 over a day: most leave 10:00-19:00."""
     return _DISCHARGE_PROFILE[local_hour] * _DISCHARGE_SCALE
@@ -91,6 +101,7 @@ class DemoGenerator:
         *,
         tasks: TaskService | None = None,
         flow: FlowService | None = None,
+        tickers: Sequence[Ticker] = (),
     ) -> None:
         self.capacity = capacity
         self.clock = clock
@@ -107,6 +118,7 @@ class DemoGenerator:
         self.flow = flow
         self.crew = Crew(tasks, clock, self.rng) if tasks else None
         self.manager = BedManager(flow, tasks, clock, self.rng) if tasks and flow else None
+        self.tickers = list(tickers)
 
     # --- one step of simulated time ------------------------------------------------------
 
@@ -124,6 +136,8 @@ class DemoGenerator:
         self._admissions(by_state.get(BedState.AVAILABLE, []), days)
         if self.manager is not None:
             self.manager.step()
+        for ticker in self.tickers:
+            ticker.tick(self.clock.now())
 
     def _discharges(self, occupied: list[BedRead], days: float) -> None:
         weight = discharge_weight(self.clock.now().astimezone(LONDON).hour)

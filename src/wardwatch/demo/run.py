@@ -1,9 +1,16 @@
-"""Set up the demo: a fresh SQLite system, prefilled to realistic occupancy, then live flow."""
+"""Set up the demo: a fresh SQLite system, prefilled to realistic occupancy, then live flow.
+
+Hospital beds are filled by :class:`~wardwatch.demo.generator.DemoGenerator`; virtual-ward
+places only by :class:`~wardwatch.demo.wearables.SimulatedVirtualWard`, as monitored
+enrolments with a few hours of readings behind them, so the live demo starts with a caseload
+whose patients are all up to date.
+"""
 
 from __future__ import annotations
 
 import random
 import shutil
+from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,18 +24,25 @@ from wardwatch.config import Settings
 from wardwatch.core.clock import Clock, ManualClock
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.demo.generator import DEMO, DemoGenerator, WardPlan, plans_from_wards
+from wardwatch.demo.wearables import SimulatedVirtualWard, los_days
 from wardwatch.runtime import Runtime
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "kent-medway.yaml"
 HISTORY_DAYS = 30
+#: The virtual ward's readings before the demo starts: every patient has a recent check.
+WARM_UP = timedelta(hours=3)
+WARM_UP_STEP = timedelta(minutes=10)
 
 
-def demo_settings(data_dir: Path) -> Settings:
+def demo_settings(data_dir: Path, speed: float = 60.0) -> Settings:
     """The demo always runs on its own SQLite file, never on WARDWATCH_DATABASE_URL: it
     loads an example system and admits synthetic patients, which must never reach a real
     database."""
-    # Time runs fast in the demo: look for overdue tasks every couple of real seconds.
-    return Settings(data_dir=data_dir, database_url=None, escalation_interval_seconds=2.0)
+    # Time runs fast in the demo: look for overdue tasks, unanswered alerts and missed
+    # readings about once a simulated minute (0.5-2 real seconds), so escalations fire on
+    # time in demo time rather than minutes late at high speeds.
+    every = min(2.0, max(0.5, 60.0 / speed))
+    return Settings(data_dir=data_dir, database_url=None, escalation_interval_seconds=every)
 
 
 def first_acute_site(rt: Runtime) -> str:
@@ -42,6 +56,19 @@ def example_file() -> Path:
     if EXAMPLE.exists():
         return EXAMPLE
     raise FileNotFoundError("examples/kent-medway.yaml not found: run the demo from a clone")
+
+
+def live_loop(rt: Runtime, clock: Clock, *, seed: int = 7) -> DemoGenerator:
+    """The demo's loop (not started): patient flow through the hospital beds, the simulated
+    people of the coordination loop, and the simulated virtual ward, which alone fills the
+    virtual-ward places (the generator gets no virtual-ward plans, so the two never compete
+    for a place)."""
+    plans = ward_plans(rt)
+    ward = SimulatedVirtualWard(rt, clock, plans, seed=seed)
+    hospital = [p for p in plans if p.site_kind != "virtual_ward"]
+    return DemoGenerator(
+        rt.capacity, clock, hospital, seed=seed, tasks=rt.tasks, flow=rt.flow, tickers=[ward]
+    )
 
 
 def ward_plans(rt: Runtime) -> list[WardPlan]:
@@ -68,9 +95,10 @@ def prepare(
 ) -> int:
     """Create the demo database: load the system back-dated, then fill it as of now.
 
-    Returns how many patients were admitted. Patients are admitted at back-dated times
-    through the real services (with a manual clock), so the event log, lengths of stay and
-    past SitRep snapshots are as consistent as live ones.
+    Returns how many patients were admitted (virtual-ward enrolments included). Patients are
+    admitted at back-dated times through the real services (with a manual clock), so the
+    event log, lengths of stay and past SitRep snapshots are as consistent as live ones. The
+    last :data:`WARM_UP` hours also replay the virtual ward's readings and its team's work.
     """
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
@@ -82,6 +110,7 @@ def prepare(
         rt.system.load(load_system_file(system_file or example_file()), DEMO)
         plans = ward_plans(rt)
         gen = DemoGenerator(rt.capacity, past, plans, seed=seed)
+        ward = SimulatedVirtualWard(rt, past, plans, seed=seed)
         beds = {
             b.id: b
             for b in rt.capacity.list_beds(BedFilter(state=BedState.AVAILABLE, limit=1_000_000))
@@ -89,27 +118,50 @@ def prepare(
         by_ward: dict[str, list[str]] = {}
         for bed in beds.values():
             by_ward.setdefault(bed.ward, []).append(bed.id)
-        admissions = []
+        admissions: list[tuple[datetime, str | None, WardPlan]] = []
         for plan in plans:
+            if plan.site_kind == "virtual_ward":  # enrolments, into whichever place is free
+                for _ in range(round(plan.beds * ward.config.occupancy)):
+                    age = min(rng.expovariate(1 / los_days(plan)), HISTORY_DAYS - 0.01)
+                    admissions.append((now - timedelta(days=age), None, plan))
+                continue
             free = by_ward.get(plan.code, [])
             rng.shuffle(free)
             for bed_id in free[: round(len(free) * plan.occupancy)]:
                 age = min(rng.expovariate(1 / plan.los_days), HISTORY_DAYS - 0.01)
                 admissions.append((now - timedelta(days=age), bed_id, plan))
         admissions.sort(key=lambda a: a[0])
-        for when, bed_id, plan in admissions:
-            past.set(max(when, past.now()))
-            gen.admit(beds[bed_id], plan)
-        past.set(now)
+        queue = deque(admissions)
+
+        def admit_until(until: datetime) -> None:
+            while queue and queue[0][0] <= until:
+                when, bed_id, plan = queue.popleft()
+                past.set(max(when, past.now()))
+                if bed_id is None:
+                    ward.enrol(plan, course=False)
+                else:
+                    gen.admit(beds[bed_id], plan)
+
+        # Admissions in time order; over the last hours the virtual ward runs alongside.
+        admit_until(now - WARM_UP)
+        past.set(max(now - WARM_UP, past.now()))
+        ward.warm_up(past.now(), now)
+        while past.now() < now:
+            tick = min(past.now() + WARM_UP_STEP, now)
+            admit_until(tick)
+            past.set(max(tick, past.now()))
+            ward.quiet_tick(past.now())
         _untidy_some_beds(rt, rng)
-        return gen.counts["admitted"]
+        return gen.counts["admitted"] + ward.counts["enrolled"]
     finally:
         rt.close()
 
 
 def _untidy_some_beds(rt: Runtime, rng: random.Random) -> None:
-    """A real board at any moment has beds waiting for a clean, being cleaned, blocked."""
+    """A real board at any moment has beds waiting for a clean, being cleaned, blocked (a
+    place on a virtual ward, at the patient's home, is never any of these)."""
     free = rt.capacity.list_beds(BedFilter(state=BedState.AVAILABLE, limit=1_000_000))
+    free = [b for b in free if not b.virtual]
     rng.shuffle(free)
     n = len(free)
     plan = (

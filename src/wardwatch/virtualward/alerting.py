@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from wardwatch.capacity.models import Bed, Site, Stay, Ward
+from wardwatch.capacity.models import Bed, Site, Ward
 from wardwatch.config import Settings
 from wardwatch.core.actor import SYSTEM, Actor
 from wardwatch.core.clock import Clock
@@ -131,7 +131,10 @@ class AlertWriter:
         was = alert.severity
         alert.kind, alert.severity, alert.summary = t.kind, t.severity, t.summary[:300]
         alert.score_id = score_id
-        alert.due_at = min(alert.due_at, now + timedelta(minutes=self.targets.minutes(t.severity)))
+        target = now + timedelta(minutes=self.targets.minutes(t.severity))
+        # Still unanswered: the sooner of the two targets. Already answered: a new clock for
+        # the new severity (the old target, met or long past, says nothing about this one).
+        alert.due_at = min(alert.due_at, target) if alert.status == "new" else target
         alert.last_triggered_at = now
         # Worse than what was acknowledged: somebody must acknowledge this one afresh.
         alert.status, alert.level, alert.next_escalation_at = "new", 0, None
@@ -242,12 +245,11 @@ def place_of(tx: Tx, enrolment: Enrolment) -> dict[str, Any]:
     if found is None:
         row = tx.session.execute(
             select(Team.code, Team.supervisor_email, Site.code, Ward.id, Ward.code, Bed.id)
-            .select_from(Stay)
-            .join(Bed, Bed.id == Stay.bed_id)
+            .select_from(Bed)
             .join(Ward, Ward.id == Bed.ward_id)
             .join(Site, Site.id == Ward.site_id)
             .join(Team, Team.id == enrolment.team_id)
-            .where(Stay.id == enrolment.stay_id)
+            .where(Bed.id == enrolment.bed_id)
         ).one()
         found = {
             "team": row[0],
@@ -327,34 +329,31 @@ class AlertChecker:
             if now - last < limit:
                 continue
             minutes = int((now - last).total_seconds() // 60)
-            silent = _silent_devices(tx, enrolment, now - limit)
-            if silent:
-                # Grouped with missed readings: it clears the moment data arrives.
-                trigger = Trigger(
-                    "stale_data",
-                    "missed",
-                    "routine",
-                    f"stale data: device {', '.join(silent)} silent for {minutes} min",
-                )
-            else:
-                trigger = Trigger(
-                    "missed_reading",
-                    "missed",
-                    "routine",
-                    f"no reading for {minutes} min (the plan expects one every "
-                    f"{_minutes(interval(enrolment.plan))})",
-                )
+            kit = _devices_seen(tx, enrolment, now)
+            trigger = Trigger(
+                "missed_reading",
+                "missed",
+                "routine",
+                f"no reading for {minutes} min (the plan expects one every "
+                f"{_minutes(interval(enrolment.plan))})" + (f"; {kit}" if kit else ""),
+            )
             out += self.writer.raise_all(tx, enrolment, [trigger], None, actor)
         return out
 
 
-def _silent_devices(tx: Tx, enrolment: Enrolment, since: datetime) -> list[str]:
+def _devices_seen(tx: Tx, enrolment: Enrolment, now: datetime) -> str:
+    """When each linked device was last heard from (a flat or out-of-range device shows as
+    long ago; one that is still sending battery reports but no readings, as recent)."""
     rows = tx.session.execute(
         select(Device.serial, Device.last_seen_at)
         .join(DeviceLink, DeviceLink.device_id == Device.id)
         .where(DeviceLink.enrolment_id == enrolment.id, DeviceLink.unlinked_at.is_(None))
+        .order_by(Device.serial)
     ).all()
-    return sorted(serial for serial, seen in rows if seen is not None and seen < since)
+    return ", ".join(
+        f"{serial} last heard {_minutes(now - seen)} ago" if seen else f"{serial} never heard"
+        for serial, seen in rows
+    )
 
 
 def _minutes(delta: timedelta) -> str:

@@ -15,6 +15,9 @@ One message is one JSON object; ``readings`` may hold one reading or a batch::
       ]
     }
 
+A gateway can report several devices' batteries with ``"batteries": [{"device": "WW-OX-0042",
+"battery": 64, "at": "..."}]`` (``battery`` at the top level is the sender device's own).
+
 A reading may name ``device`` or ``patient`` (``nhs:<number>`` or ``local:<id>``) itself, so a
 gateway can forward many devices' readings in one message. ``code`` is a LOINC code or a
 parameter name. A reading that cannot be read is refused on its own; the rest are kept.
@@ -90,7 +93,7 @@ def parse(
         except ValueError as exc:
             who = (item.get("device") if isinstance(item, dict) else None) or device or patient
             refused.append((f"device:{who}" if who else "unknown sender", str(exc), fragment))
-    batteries: list[Battery] = []
+    batteries = _batteries(doc.get("batteries"), default_at, refused)
     battery = doc.get("battery")
     if battery is not None:
         if (
@@ -107,6 +110,38 @@ def parse(
             if at is not None:
                 batteries.append(Battery(device, int(battery), at))
     return readings, batteries, refused
+
+
+def _batteries(
+    items: Any, default_at: datetime | None, refused: list[tuple[str, str, str]]
+) -> list[Battery]:
+    """A gateway's battery reports for several devices: ``[{"device", "battery", "at"}]``."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise PayloadError("'batteries' must be a list of {device, battery, at}")
+    out: list[Battery] = []
+    for n, item in enumerate(items):
+        fragment = json.dumps(item)[:4000]
+        try:
+            if not isinstance(item, dict) or not isinstance(item.get("device"), str):
+                raise ValueError(f"batteries[{n}] needs a 'device' (its serial)")
+            pct = item.get("battery")
+            if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+                raise ValueError(f"batteries[{n}]: battery must be a number 0-100")
+            at = _time(item.get("at"), f"batteries[{n}]") or default_at
+            if at is None:
+                raise ValueError(f"batteries[{n}] has no time ('at', here or for the message)")
+            out.append(Battery(item["device"], int(pct), at))
+        except ValueError as exc:
+            refused.append(
+                (
+                    f"device:{item.get('device') if isinstance(item, dict) else None}",
+                    str(exc),
+                    fragment,
+                )
+            )
+    return out
 
 
 def _reading(

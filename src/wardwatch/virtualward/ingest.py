@@ -52,7 +52,7 @@ READING_COLUMNS = (
     ("at", "timestamptz"),
     ("received_at", "timestamptz"),
     ("source", "text"),
-    ("device_id", "text"),
+    ("device", "text"),
 )
 LATEST_COLUMNS = READING_COLUMNS[1:6]
 
@@ -368,7 +368,7 @@ class Ingestor:
                 "at": p.at,
                 "received_at": now,
                 "source": source,
-                "device_id": p.raw.device,
+                "device": p.raw.device,
             }
             for _, p, e in keep
         ]
@@ -605,8 +605,10 @@ class Ingestor:
     def _assemble(
         self, enrolment: Enrolment, values: Mapping[str, Any], set_at: datetime
     ) -> tuple[ObservationSet, list[str], dict[str, str]]:
-        """The observation set at ``set_at``: each parameter's newest value within the window."""
-        since = set_at - self.window
+        """The observation set at ``set_at``: each parameter's newest value within the window
+        (the plan's own, if a clinician set one)."""
+        own = enrolment.plan.get("set_window_minutes")
+        since = set_at - (timedelta(minutes=float(own)) if own else self.window)
         used: list[str] = []
         absent: dict[str, str] = {}
         got: dict[str, Any] = {}

@@ -47,6 +47,8 @@ class Enrolment(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
     stay_id: Mapped[str] = mapped_column(ForeignKey("stays.id"), unique=True)
+    #: The virtual-ward place (the stay moves on to a hospital bed when stepped up).
+    bed_id: Mapped[str] = mapped_column(ForeignKey("beds.id"))
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -129,7 +131,8 @@ class Reading(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(String(8))  # mqtt|fhir|hl7|api
-    device_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: The serial of the device that sent it (serials, not ids: what the sender said).
+    device: Mapped[str | None] = mapped_column("device", String(80), nullable=True)
 
 
 class Latest(Base):

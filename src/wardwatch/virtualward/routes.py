@@ -36,6 +36,8 @@ Reader = Annotated[Principal, principal_for(P.PATIENTS_READ)]
 Carer = Annotated[Principal, principal_for(P.VW_CARE)]
 Sender = Annotated[Principal, principal_for(P.VITALS_SEND)]
 FeedsAdmin = Annotated[Principal, principal_for(P.FEEDS_ADMIN)]
+#: The alert version the person saw: the step is refused if the alert has moved on since.
+Seen = Annotated[int | None, Query(ge=1, description="the alert version you saw")]
 
 
 @router.get("/virtual-ward/caseload")
@@ -170,9 +172,14 @@ def alerts(
         str, Query(pattern="^(open|new|acknowledged|actioned|resolved|all)$")
     ] = "open",
     team: str | None = None,
+    enrolment: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[AlertRead]:
-    return rt.virtualward.alerts(status=None if status == "all" else status, team=team, limit=limit)
+    """Alerts, unanswered and most severe first, then the least time left; ``enrolment``
+    gives one patient's alerts (with ``status=all``, their history)."""
+    return rt.virtualward.alerts(
+        status=None if status == "all" else status, team=team, enrolment=enrolment, limit=limit
+    )
 
 
 @router.get("/virtual-ward/alerts/{alert_id}")
@@ -181,20 +188,24 @@ def get_alert(alert_id: str, rt: RuntimeDep, _: Reader) -> AlertRead:
 
 
 @router.post("/virtual-ward/alerts/{alert_id}/acknowledge")
-def acknowledge(alert_id: str, rt: RuntimeDep, who: Carer) -> AlertRead:
-    return rt.virtualward.acknowledge(alert_id, who.actor)
+def acknowledge(alert_id: str, rt: RuntimeDep, who: Carer, version: Seen = None) -> AlertRead:
+    return rt.virtualward.acknowledge(alert_id, who.actor, version)
 
 
 @router.post("/virtual-ward/alerts/{alert_id}/action")
-def action(alert_id: str, req: AlertActionIn, rt: RuntimeDep, who: Carer) -> AlertRead:
+def action(
+    alert_id: str, req: AlertActionIn, rt: RuntimeDep, who: Carer, version: Seen = None
+) -> AlertRead:
     """What was done: called patient, home visit, escalated to hospital or 999, or no
     action (with a reason)."""
-    return rt.virtualward.act(alert_id, req, who.actor)
+    return rt.virtualward.act(alert_id, req, who.actor, version)
 
 
 @router.post("/virtual-ward/alerts/{alert_id}/resolve")
-def resolve(alert_id: str, req: ResolveIn, rt: RuntimeDep, who: Carer) -> AlertRead:
-    return rt.virtualward.resolve(alert_id, req.note, who.actor)
+def resolve(
+    alert_id: str, req: ResolveIn, rt: RuntimeDep, who: Carer, version: Seen = None
+) -> AlertRead:
+    return rt.virtualward.resolve(alert_id, req.note, who.actor, version)
 
 
 @router.post("/virtual-ward/alerts/{alert_id}/notes")

@@ -49,6 +49,24 @@ PLAN_PARAMETERS: Final = (
 )
 
 
+#: Parameter names as a clinician reads them (alert summaries).
+SHOWN: Final[Mapping[str, str]] = {
+    "respiration_rate": "respiration rate",
+    "spo2": "SpO2",
+    "air_or_oxygen": "oxygen",
+    "systolic_bp": "systolic BP",
+    "diastolic_bp": "diastolic BP",
+    "pulse": "pulse",
+    "consciousness": "consciousness",
+    "temperature": "temperature",
+    "oxygen_flow": "oxygen flow",
+}
+
+
+def shown(name: str) -> str:
+    return SHOWN.get(name, name.replace("_", " "))
+
+
 @dataclass(frozen=True, slots=True)
 class Trigger:
     kind: str
@@ -78,15 +96,15 @@ def score_triggers(
     """The alerts one score raises. ``recent_totals`` includes this score's total, if any."""
     out: list[Trigger] = []
     points = news.partial_total
-    shown = f"NEWS2 {points}" if not news.partial else f"NEWS2 at least {points} (partial)"
+    label = f"NEWS2 {points}" if not news.partial else f"NEWS2 at least {points} (partial)"
     if points >= 7:
-        out.append(Trigger("news2_high", "news2", "emergency", f"{shown}: emergency response"))
+        out.append(Trigger("news2_high", "news2", "emergency", f"{label}: emergency response"))
     elif points >= 5:
-        out.append(Trigger("news2_medium", "news2", "urgent", f"{shown}: urgent response"))
+        out.append(Trigger("news2_medium", "news2", "urgent", f"{label}: urgent response"))
     elif news.any_single_3:
-        three = ", ".join(name for name, p in news.parameters.items() if p == 3)
+        three = ", ".join(shown(name) for name, p in news.parameters.items() if p == 3)
         out.append(
-            Trigger("single_3", "news2", "urgent", f"{shown} with {three} scoring 3: urgent review")
+            Trigger("single_3", "news2", "urgent", f"{label} with {three} scoring 3: urgent review")
         )
     for name, limits in sorted((thresholds or {}).items()):
         value = values.get(name)
@@ -95,12 +113,20 @@ def score_triggers(
         low, high = limits.get("min"), limits.get("max")
         if low is not None and value < low:
             out.append(
-                Trigger("threshold", f"threshold:{name}", "urgent", f"{name} {value:g} below {low}")
+                Trigger(
+                    "threshold",
+                    f"threshold:{name}",
+                    "urgent",
+                    f"{shown(name)} {value:g} below {low:g}",
+                )
             )
         elif high is not None and value > high:
             out.append(
                 Trigger(
-                    "threshold", f"threshold:{name}", "urgent", f"{name} {value:g} above {high}"
+                    "threshold",
+                    f"threshold:{name}",
+                    "urgent",
+                    f"{shown(name)} {value:g} above {high:g}",
                 )
             )
     if worsening(recent_totals):

@@ -37,6 +37,14 @@ class PlanIn(StrictRequest):
     oxygen: Literal["air", "oxygen"] = Field(
         default="air", description="prescribed home oxygen (a flow reading overrides it)"
     )
+    set_window_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=720,
+        description="readings within this many minutes of the newest form one NEWS2 set "
+        "(default: the service's setting, 15). A clinical decision: a longer window lets a "
+        "twice-daily blood pressure complete a wearable's sets, with older values",
+    )
 
     @field_validator("parameters")
     @classmethod
@@ -198,7 +206,8 @@ class AlertRead(BaseModel):
     enrolment_id: str
     patient: str  # NHS number or local id, for the clinician
     team: str
-    kind: str
+    kind: str  # news2_high, news2_medium, single_3, threshold, trend, missed_reading, ...
+    group: str  # at most one open alert per patient and group (news2, missed, stale, ...)
     severity: str
     status: str
     summary: str

@@ -120,6 +120,7 @@ class VirtualWardService:
                 id=new_id("vwe"),
                 patient_id=stay.patient_id,
                 stay_id=stay.id,
+                bed_id=bed.id,
                 site_id=site.id,
                 team_id=team.id,
                 enrolled_at=now,
@@ -431,10 +432,22 @@ class VirtualWardService:
     # --- alerts --------------------------------------------------------------------------
 
     def alerts(
-        self, *, status: str | None = "open", team: str | None = None, limit: int = 500
+        self,
+        *,
+        status: str | None = "open",
+        team: str | None = None,
+        enrolment: str | None = None,
+        limit: int = 500,
     ) -> list[AlertRead]:
         with self.db.read() as s:
-            return views.alerts(s, self.clock.now(), status=status, team=team, limit=limit)
+            return views.alerts(
+                s,
+                self.clock.now(),
+                status=status,
+                team=team,
+                enrolment_ids=[enrolment] if enrolment else None,
+                limit=limit,
+            )
 
     def alert(self, alert_id: str) -> AlertRead:
         with self.db.read() as s:
@@ -443,7 +456,7 @@ class VirtualWardService:
             raise NotFound(f"no alert {alert_id}")
         return found[0]
 
-    def acknowledge(self, alert_id: str, actor: Actor) -> AlertRead:
+    def acknowledge(self, alert_id: str, actor: Actor, version: int | None = None) -> AlertRead:
         def step(alert: Alert, now: datetime) -> str:
             if alert.status != "new":
                 raise Conflict(f"alert is already {alert.status}")
@@ -452,9 +465,11 @@ class VirtualWardService:
             alert.next_escalation_at = None
             return "acknowledged"
 
-        return self._triage(alert_id, actor, step)
+        return self._triage(alert_id, actor, step, version=version)
 
-    def act(self, alert_id: str, req: AlertActionIn, actor: Actor) -> AlertRead:
+    def act(
+        self, alert_id: str, req: AlertActionIn, actor: Actor, version: int | None = None
+    ) -> AlertRead:
         def step(alert: Alert, now: datetime) -> str:
             if alert.status == "new":
                 raise Conflict("acknowledge the alert before recording what was done")
@@ -466,9 +481,11 @@ class VirtualWardService:
             return "actioned"
 
         text = req.action.replace("_", " ") + (f": {req.reason}" if req.reason else "")
-        return self._triage(alert_id, actor, step, text)
+        return self._triage(alert_id, actor, step, text, version=version)
 
-    def resolve(self, alert_id: str, note: str | None, actor: Actor) -> AlertRead:
+    def resolve(
+        self, alert_id: str, note: str | None, actor: Actor, version: int | None = None
+    ) -> AlertRead:
         def step(alert: Alert, now: datetime) -> str:
             if alert.status == "resolved":
                 raise Conflict("alert is already resolved")
@@ -482,16 +499,35 @@ class VirtualWardService:
             alert.next_escalation_at = None
             return "resolved"
 
-        return self._triage(alert_id, actor, step, note)
+        return self._triage(alert_id, actor, step, note, version=version)
 
     def note(self, alert_id: str, text: str, actor: Actor) -> AlertRead:
         return self._triage(alert_id, actor, lambda alert, now: "note", text)
 
-    def _triage(self, alert_id: str, actor: Actor, step: Any, text: str | None = None) -> AlertRead:
+    def _triage(
+        self,
+        alert_id: str,
+        actor: Actor,
+        step: Any,
+        text: str | None = None,
+        *,
+        version: int | None = None,
+    ) -> AlertRead:
+        """One triage step, under the alert's row lock. With ``version`` (what the person saw)
+        a step on an alert that has moved on since is refused, naming who moved it."""
         with self.db.transaction() as tx:
             alert = tx.session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
             if alert is None:
                 raise NotFound(f"no alert {alert_id}")
+            if version is not None and alert.version != version:
+                last = tx.session.scalar(
+                    select(AlertNote)
+                    .where(AlertNote.alert_id == alert_id)
+                    .order_by(AlertNote.id.desc())
+                    .limit(1)
+                )
+                who = f" ({last.what} by {last.by})" if last else ""
+                raise Conflict(f"the alert changed since you saw it{who}: reload and check")
             enrolment = self._get(tx.session, alert.enrolment_id)
             what = step(alert, self.clock.now())
             self.writer.log(tx, alert, enrolment, what, actor, text)
@@ -583,6 +619,3 @@ def _thresholds(limits: dict[str, Any]) -> dict[str, Any]:
         data = lim.model_dump() if hasattr(lim, "model_dump") else dict(lim)
         out[name] = {k: v for k, v in data.items() if v is not None}
     return dict(out)
-
-
-__all__ = ["AlertNote", "VirtualWardService"]

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
+from wardwatch.capacity.models import Bed, Patient, Site, Ward
 from wardwatch.tasks.models import Team
 from wardwatch.virtualward.models import (
     Alert,
@@ -158,6 +158,7 @@ def alerts(
             patient=patient_label(nhs, local),
             team=team_code,
             kind=a.kind,
+            group=a.grp,
             severity=a.severity,
             status=a.status,
             summary=a.summary,
@@ -191,8 +192,7 @@ def enrolments(
     q = (
         select(Enrolment, Patient, Bed, Ward, Site, Team)
         .join(Patient, Patient.id == Enrolment.patient_id)
-        .join(Stay, Stay.id == Enrolment.stay_id)
-        .join(Bed, Bed.id == Stay.bed_id)
+        .join(Bed, Bed.id == Enrolment.bed_id)
         .join(Ward, Ward.id == Bed.ward_id)
         .join(Site, Site.id == Ward.site_id)
         .join(Team, Team.id == Enrolment.team_id)

@@ -24,3 +24,10 @@ def tasks_page() -> HTMLResponse:
     """A team's task queue for a cleaner or porter on a phone: ``/tasks?team=CODE#token=…``
     (without ``team``, the page offers a team picker)."""
     return _page("tasks.html")
+
+
+@router.get("/virtual-ward", response_class=HTMLResponse)
+def caseload_page() -> HTMLResponse:
+    """The virtual-ward team's caseload, most at risk first, with trends and alert triage:
+    ``/virtual-ward?ward=CODE&team=CODE#token=…`` (both filters optional)."""
+    return _page("caseload.html")

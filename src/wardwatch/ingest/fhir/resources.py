@@ -18,6 +18,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.location import Location
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
@@ -281,7 +282,7 @@ def _date(day: date) -> str:
 class Page:
     """One page of a search: the resources, the total, and the links to put in the Bundle."""
 
-    resources: Sequence[Location | Encounter]
+    resources: Sequence[Location | Encounter | Observation]
     total: int
     self_url: str
     next_url: str | None = None
@@ -384,6 +385,40 @@ _ENCOUNTER_PARAMS: list[tuple[str, str, str, str | None]] = [
 ]
 
 
+_OBSERVATION_PARAMS: list[tuple[str, str, str, str | None]] = [
+    ("_id", "token", "news2-<n> (a NEWS2 score) or vs-<n> (a vital-sign reading).", None),
+    (
+        "patient",
+        "reference",
+        f"By identifier only, as for Encounter ({NHS_NUMBER_SYSTEM}|<number>, "
+        f"{LOCAL_PATIENT_SYSTEM}|<id>, or a bare value). Also subject, patient:identifier, "
+        "subject:identifier.",
+        "http://hl7.org/fhir/SearchParameter/clinical-patient",
+    ),
+    (
+        "code",
+        "token",
+        "http://snomed.info/sct|1104051000000101 (NEWS2 total score) or a vital-sign LOINC code "
+        "(8867-4, 9279-1, 2708-6, 59408-5, 8310-5, 8480-6, 8462-4, 3151-8, 3150-0, 67775-7).",
+        "http://hl7.org/fhir/SearchParameter/clinical-code",
+    ),
+    (
+        "category",
+        "token",
+        "survey (NEWS2 scores) or vital-signs (readings).",
+        "http://hl7.org/fhir/SearchParameter/Observation-category",
+    ),
+    (
+        "date",
+        "date",
+        "The effective time, with eq, ge, gt, le or lt; give it twice for a range.",
+        "http://hl7.org/fhir/SearchParameter/clinical-date",
+    ),
+    ("_count", "number", "Page size: default 100, at most 1000; 0 gives the total only.", None),
+    ("_offset", "number", "How many matches to skip (paging).", None),
+]
+
+
 def _search_params(params: list[tuple[str, str, str, str | None]]) -> list[dict[str, str]]:
     out = []
     for name, kind, doc, definition in params:
@@ -404,8 +439,9 @@ def capability_statement(base: str, version: str, when: datetime) -> CapabilityS
             "kind": "instance",
             "software": {"name": "WardWatch", "version": version},
             "implementation": {
-                "description": "WardWatch read-only FHIR API: beds, wards and sites as "
-                "Location; hospital stays as Encounter",
+                "description": "WardWatch FHIR API: beds, wards and sites as Location; "
+                "hospital stays as Encounter (read-only); vital signs in and NEWS2 scores out "
+                "as Observation",
                 "url": base,
             },
             "fhirVersion": FHIR_VERSION,
@@ -413,8 +449,10 @@ def capability_statement(base: str, version: str, when: datetime) -> CapabilityS
             "rest": [
                 {
                     "mode": "server",
-                    "documentation": "Read-only. Every request needs Authorization: Bearer "
-                    "<token>; Location needs capacity:read, Encounter patients:read.",
+                    "documentation": "Read-only but for Observation create, batch and "
+                    "transaction (vital signs, vitals:send). Every request needs Authorization: "
+                    "Bearer <token>; Location needs capacity:read, Encounter and reading "
+                    "Observations patients:read.",
                     "security": {
                         "cors": False,
                         "description": "Bearer tokens from `wardwatch token create`.",
@@ -429,6 +467,28 @@ def capability_statement(base: str, version: str, when: datetime) -> CapabilityS
                             "type": "Encounter",
                             "interaction": read_search,
                             "searchParam": _search_params(_ENCOUNTER_PARAMS),
+                        },
+                        {
+                            "type": "Observation",
+                            "documentation": "Create: one vital-signs Observation (a reading; "
+                            "the BP and vital-signs panels by component). Read and search: NEWS2 "
+                            "scores (news2-<n>) and stored readings (vs-<n>, vp-<n> a panel).",
+                            "interaction": [{"code": "create"}, *read_search],
+                            "versioning": "no-version",
+                            "searchParam": _search_params(_OBSERVATION_PARAMS),
+                        },
+                    ],
+                    "interaction": [
+                        {
+                            "code": "batch",
+                            "documentation": "Entries must be POST Observation; each is "
+                            "answered on its own.",
+                        },
+                        {
+                            "code": "transaction",
+                            "documentation": "Processed entry by entry like a batch, NOT all "
+                            "or nothing: a valid vital sign is never lost because another entry "
+                            "was refused. Each entry's response says what happened to it.",
                         },
                     ],
                 }

@@ -46,7 +46,7 @@ PatientReader = Annotated[Principal, principal_for(P.PATIENTS_READ)]
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
 _FORMATS = {"json", "application/json", "application/fhir+json"}
-_RESOURCE_TYPES = ("Location", "Encounter", "metadata")
+_RESOURCE_TYPES = ("Location", "Encounter", "Observation", "metadata")
 #: A FHIR id; ``_`` is let through too, so our own ids (``bed_…``) also work in a read.
 _READ_ID = re.compile(r"^[A-Za-z0-9\-._]{1,64}$")
 

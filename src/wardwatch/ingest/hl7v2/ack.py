@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from wardwatch.core.ids import new_id
 from wardwatch.ingest.hl7v2.parse import ERROR_NAMES, Parsed, format_ts
 
 DEFAULT_SEPARATORS = "|^~\\&"
+
+
+class AckError(NamedTuple):
+    """One ERR segment: HL7 error code (table 0357), location (``OBX^3^5``) and reason."""
+
+    code: str
+    location: str
+    text: str
 
 
 def escape(text: str, seps: str = DEFAULT_SEPARATORS) -> str:
@@ -39,6 +49,7 @@ def build_ack(
     error_code: str | None = None,
     error_location: str | None = None,
     application: str = "WARDWATCH",
+    errors: Sequence[AckError] = (),
 ) -> str:
     """An ACK for ``original`` (or a bare one when it could not be parsed at all)."""
     seps = DEFAULT_SEPARATORS
@@ -72,22 +83,26 @@ def build_ack(
     msa = f.join(["MSA", code, g(10)] + ([escape(text, seps)[:80]] if text else []))
     segments = [msh, msa]
     if code != "AA":
-        err_code = error_code or "207"
-        location = (error_location or "").replace("^", c)
-        name = ERROR_NAMES.get(err_code, "Application error")
-        segments.append(
-            f.join(
-                [
-                    "ERR",
-                    "",
-                    location,
-                    f"{err_code}{c}{escape(name, seps)}{c}HL70357",
-                    "E",
-                    "",
-                    "",
-                    "",
-                    escape(text or name, seps),
-                ]
-            )
-        )
+        # One ERR per problem when the caller lists them (an ORU with several refused OBX),
+        # else one ERR for the whole message.
+        listed = errors or [AckError(error_code or "207", error_location or "", text or "")]
+        segments += [_err(e, seps) for e in listed]
     return "\r".join(segments) + "\r"
+
+
+def _err(error: AckError, seps: str) -> str:
+    f, c = seps[0], seps[1]
+    name = ERROR_NAMES.get(error.code, "Application error")
+    return f.join(
+        [
+            "ERR",
+            "",
+            error.location.replace("^", c),
+            f"{error.code}{c}{escape(name, seps)}{c}HL70357",
+            "E",
+            "",
+            "",
+            "",
+            escape(error.text or name, seps),
+        ]
+    )

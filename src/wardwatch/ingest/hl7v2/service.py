@@ -8,6 +8,8 @@
   resent *quarantined* message is tried again (the mapping may have been fixed since).
 - The integration engineer lists quarantined messages, fixes the cause and replays them
   (API and CLI), oldest first.
+- ADT messages change the bed board (adt.py); ORU^R01 observations go to the virtual-ward
+  ingestor (oru.py), which stores them in its own transaction before the message is logged.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from wardwatch.core.clock import Clock
 from wardwatch.core.errors import Conflict, NotFound, WardWatchError
 from wardwatch.core.ids import new_id
 from wardwatch.db.session import Database
-from wardwatch.ingest.hl7v2 import adt
-from wardwatch.ingest.hl7v2.ack import build_ack
+from wardwatch.ingest.hl7v2 import adt, oru
+from wardwatch.ingest.hl7v2.ack import AckError, build_ack
 from wardwatch.ingest.hl7v2.models import Hl7Message
 from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, decode, parse
+from wardwatch.virtualward.ingest import Ingestor
 
 FINAL = ("accepted", "ignored", "discarded")
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class Hl7Service:
         timezone: str = "Europe/London",
         retention_days: int = 90,
         application: str = "WARDWATCH",
+        ingestor: Ingestor | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -62,6 +66,8 @@ class Hl7Service:
         self.tz = ZoneInfo(timezone)
         self.retention = timedelta(days=retention_days)
         self.application = application
+        #: Where ORU^R01 observations go (the virtual ward's); without it ORU is refused.
+        self.ingestor = ingestor
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -126,11 +132,14 @@ class Hl7Service:
     ) -> Handled:
         row_id = existing_id or new_id("hl7")
         feed = actor or Actor(name=f"hl7:{msg.get('MSH', 3) or 'unknown'}", role="integration")
+        if msg.message_code == "ORU" and self.ingestor is not None:
+            return self._observations(self.ingestor, msg, raw, source, row_id, existing_id, feed)
         try:
             with self.db.transaction() as tx:
                 if msg.message_code != "ADT":
                     raise Hl7Error(
-                        f"message type {msg.message_type} is not supported here (ADT only)",
+                        f"message type {msg.message_type} is not supported here "
+                        f"(ADT and ORU^R01 only)",
                         ack="AR",
                         code="200",
                         location="MSH^1^9",
@@ -152,27 +161,72 @@ class Hl7Service:
                     existing=existing_id,
                 )
         except (Hl7Error, WardWatchError) as exc:
-            error = _as_hl7_error(exc)
             if isinstance(exc, Conflict) and existing_id is None and self._find(msg.key):
                 return self._handle(raw, source)  # a copy was stored at the same moment
-            try:
-                with self.db.transaction() as tx:
-                    self._store(
-                        tx.session,
-                        row_id,
-                        msg,
-                        raw,
-                        source,
-                        status="quarantined",
-                        ack_code=error.ack,
-                        detail=error.text,
-                        location=error.location,
-                        existing=existing_id,
-                    )
-            except Conflict:
-                return self._handle(raw, source)
-            return self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
+            return self._quarantine(msg, raw, source, row_id, existing_id, _as_hl7_error(exc))
         return self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
+
+    def _observations(
+        self,
+        ingestor: Ingestor,
+        msg: Parsed,
+        raw: bytes,
+        source: str | None,
+        row_id: str,
+        existing_id: str | None,
+        feed: Actor,
+    ) -> Handled:
+        """ORU^R01: the readings are stored (the ingestor's transaction), then the message is
+        logged with what became of them; oru.py says why that order is safe."""
+        try:
+            got = oru.receive(msg, tz=self.tz, db=self.db, ingest=ingestor, actor=feed)
+        except (Hl7Error, WardWatchError) as exc:
+            return self._quarantine(msg, raw, source, row_id, existing_id, _as_hl7_error(exc))
+        try:
+            with self.db.transaction() as tx:
+                self._store(
+                    tx.session,
+                    row_id,
+                    msg,
+                    raw,
+                    source,
+                    status=got.status,
+                    ack_code=got.ack,
+                    detail=got.detail,
+                    location=got.errors[0].location[:40] if got.errors else None,
+                    existing=existing_id,
+                )
+        except Conflict:
+            return self._handle(raw, source)  # a copy was logged at the same moment
+        return self._reply(msg, got.ack, got.detail, got.status, row_id, errors=got.errors)
+
+    def _quarantine(
+        self,
+        msg: Parsed,
+        raw: bytes,
+        source: str | None,
+        row_id: str,
+        existing_id: str | None,
+        error: Hl7Error,
+    ) -> Handled:
+        """Keep a message that was not applied, with its reason, and answer AE/AR."""
+        try:
+            with self.db.transaction() as tx:
+                self._store(
+                    tx.session,
+                    row_id,
+                    msg,
+                    raw,
+                    source,
+                    status="quarantined",
+                    ack_code=error.ack,
+                    detail=error.text,
+                    location=error.location,
+                    existing=existing_id,
+                )
+        except Conflict:
+            return self._handle(raw, source)
+        return self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
 
     def _store(
         self,
@@ -261,6 +315,8 @@ class Hl7Service:
         status: str,
         message_id: str | None,
         error: Hl7Error | None = None,
+        *,
+        errors: list[AckError] | None = None,
     ) -> Handled:
         ack = build_ack(
             msg,
@@ -270,6 +326,7 @@ class Hl7Service:
             error_code=error.code if error else None,
             error_location=error.location if error else None,
             application=self.application,
+            errors=errors or (),
         )
         return Handled(ack=ack, ack_code=code, status=status, detail=text, message_id=message_id)
 

@@ -10,6 +10,8 @@
  *   LiveStream                  /api/stream read with fetch() (EventSource cannot send an
  *                               Authorization header): reconnects with backoff, resumes from
  *                               Last-Event-ID, and a watchdog reopens a silently dead stream
+ *   refresher(load, options)    throttled re-fetch of a snapshot: at most one run a second,
+ *                               one in flight, the last request always honoured
  */
 'use strict';
 
@@ -252,9 +254,67 @@ window.WardWatchCommon = (() => {
     }
   }
 
+  /* ---------------------------------------------------------------- refresh ---------- */
+
+  /**
+   * Throttled refreshing of a snapshot the page shows (live events can arrive in bursts of
+   * hundreds; the page needs only the state after them). `request()` asks for a fresh one:
+   * the first request after a quiet spell runs `load()` at once, later ones at most once per
+   * `minGapMs`; one run is in flight at a time, so answers cannot arrive out of order; a
+   * request made during a run is honoured after it, so the last change is never lost.
+   * When `load()` throws, `onError(err)` decides: true retries after `retryMs` (a network
+   * blip), false waits for the next request (e.g. the token was refused).
+   * `stop()` cancels what is pending and ignores requests until `start()`.
+   */
+  function refresher(load, { minGapMs = 1_000, retryMs = 3_000, onError = () => true } = {}) {
+    let dirty = false;
+    let inFlight = false;
+    let stopped = false;
+    let timer = null;
+    let lastRunAt = -Infinity;
+
+    function schedule(delay = 0) {
+      if (timer !== null || inFlight || stopped || !dirty) return;
+      const wait = Math.max(delay, lastRunAt + minGapMs - Date.now(), 0);
+      timer = setTimeout(run, wait);
+    }
+
+    async function run() {
+      timer = null;
+      if (!dirty || stopped) return;
+      dirty = false;
+      inFlight = true;
+      lastRunAt = Date.now();
+      let retryIn = 0;
+      try {
+        await load();
+      } catch (err) {
+        if (onError(err)) {
+          dirty = true;
+          retryIn = retryMs;
+        }
+      } finally {
+        inFlight = false;
+      }
+      schedule(retryIn);
+    }
+
+    return {
+      request() { dirty = true; schedule(); },
+      stop() {
+        stopped = true;
+        dirty = false;
+        clearTimeout(timer);
+        timer = null;
+      },
+      start() { stopped = false; schedule(); },
+      get busy() { return inFlight || timer !== null; },
+    };
+  }
+
   return {
     h, ApiError, errorMessage, api, isAuthError,
     tokenFromHash, savedToken, saveToken, forgetToken,
-    SseParser, LiveStream,
+    SseParser, LiveStream, refresher,
   };
 })();

@@ -60,7 +60,7 @@ def upgrade() -> None:
         sa.Column("at", wardwatch.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("received_at", wardwatch.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(length=8), nullable=False),
-        sa.Column("device_id", sa.String(length=40), nullable=True),
+        sa.Column("device", sa.String(length=80), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_vw_readings")),
         sa.UniqueConstraint("key", name=op.f("uq_vw_readings_key")),
     )
@@ -117,6 +117,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("patient_id", sa.String(length=40), nullable=False),
         sa.Column("stay_id", sa.String(length=40), nullable=False),
+        sa.Column("bed_id", sa.String(length=40), nullable=False),
         sa.Column("site_id", sa.String(length=40), nullable=False),
         sa.Column("team_id", sa.String(length=40), nullable=False),
         sa.Column("enrolled_at", wardwatch.db.base.UTCDateTime(timezone=True), nullable=False),
@@ -138,6 +139,7 @@ def upgrade() -> None:
         sa.Column("last_partial_total", sa.Integer(), nullable=True),
         sa.Column("last_risk", sa.String(length=12), nullable=True),
         sa.Column("recent_totals", sa.JSON(), nullable=True),
+        sa.ForeignKeyConstraint(["bed_id"], ["beds.id"], name=op.f("fk_vw_enrolments_bed_id_beds")),
         sa.ForeignKeyConstraint(
             ["patient_id"], ["patients.id"], name=op.f("fk_vw_enrolments_patient_id_patients")
         ),
