@@ -23,6 +23,7 @@ from wardwatch.kpi.cli import report_app
 from wardwatch.notify.cli import notify_app
 from wardwatch.runtime import Runtime
 from wardwatch.tasks.cli import tasks_app, teams_app
+from wardwatch.virtualward.cli import vw_app
 
 app = typer.Typer(
     help="WardWatch: live beds, flow and coordination for a health system.",
@@ -48,6 +49,7 @@ app.add_typer(hl7_app, name="hl7")
 app.add_typer(notify_app, name="notify")
 app.add_typer(report_app, name="report")
 app.add_typer(teams_app, name="teams")
+app.add_typer(vw_app, name="vw")
 app.add_typer(tasks_app, name="tasks")
 
 GRACE_SECONDS = 3  # live streams never end by themselves: do not wait for them at shutdown

@@ -61,12 +61,13 @@ def alerts(
         rows = rt.virtualward.alerts(status=None if status == "all" else status, team=team)
     finally:
         rt.close()
-    table = Table("alert", "patient", "severity", "status", "left", "level", "summary")
+    table = Table("alert", "patient", "severity", "kind", "status", "left", "level", "summary")
     for a in rows:
         table.add_row(
             a.id,
             a.patient,
             a.severity,
+            a.kind,
             a.status,
             f"{a.minutes_left:.0f} min",
             str(a.level),
