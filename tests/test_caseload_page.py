@@ -385,7 +385,10 @@ def test_triage_acknowledge_action_resolve_through_the_buttons(served: Served, p
     wait_for(page, lambda: bool(held))  # the live event asked for the alert again
     card.get_by_role("button", name="Acknowledge").click()
     error = card.get_by_test_id("triage-error")
-    expect(error).to_have_text("Not acknowledged: alert is already acknowledged")
+    expect(error).to_have_text(
+        "Not acknowledged: the alert changed since you saw it (acknowledged by clinician:bob):"
+        " reload and check"
+    )
     holding[0] = False
     for route in held:
         route.continue_()

@@ -250,8 +250,10 @@ window.WardWatchCaseloadAlerts = (() => {
     pending.add(a.id);
     syncCard(card);
     try {
+      // The version this nurse saw: a step on an alert someone else has moved on is refused.
+      const seen = step === 'notes' ? '' : `?version=${a.version}`;
       const updated = await C.api(page.token(),
-        `/api/virtual-ward/alerts/${encodeURIComponent(a.id)}/${step}`, { method: 'POST', body });
+        `/api/virtual-ward/alerts/${encodeURIComponent(a.id)}/${step}${seen}`, { method: 'POST', body });
       showCardError(card, null);
       if (step === 'action') {
         card.reason.value = '';
