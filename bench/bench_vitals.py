@@ -12,10 +12,11 @@ time from a reading to its alert on a connected SSE client.
    table made ``LIKE vw_readings INCLUDING ALL`` (same columns and indexes): the rate at which
    the database alone stores the rows, with no checking, scoring or alerting.
 3. **Alert latency** at half the sustained compact rate: a load process keeps that rate
-   going while probes send a deteriorating set (NEWS2 11) for a patient who was calm; each
-   probe is timed from just before its request until the ``alert.raised`` notification
-   reaches an SSE client on the virtual-ward team's feed (``/api/feeds/stream``). Baseline:
-   the probe request's own round trip.
+   going (as gateways would: ``--load-batch`` patients' sets per request, 10 by default,
+   from four threads) while probes send a deteriorating set (NEWS2 11) for a patient who
+   was calm; each probe is timed from just before its request until the ``alert.raised``
+   notification reaches an SSE client on the virtual-ward team's feed
+   (``/api/feeds/stream``). Baseline: the probe request's own round trip.
 
 Goals (issue 5): at least 10,000 readings/s sustained; alert p99 under 250 ms.
 
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,7 @@ def iso(when: datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-def compact_body(devices: range, at: datetime, tag: str, values: list[Any] = CALM) -> bytes:
+def compact_body(devices: Sequence[int], at: datetime, tag: str, values: list[Any] = CALM) -> bytes:
     readings = [
         {
             "device": f"BV-{d:05d}",
@@ -330,19 +332,35 @@ class AlertFeed:
 
 
 def background(base: str, token: str, devices: int, rate: float, batch: int, stop: Any) -> None:
-    """Calm readings at ``rate`` readings/s (own process), as compact batches."""
+    """Calm readings at ``rate`` readings/s (own process, four sending threads)."""
+    workers = 4
+    threads = [
+        threading.Thread(
+            target=_send_calm,
+            args=(base, token, range(w, devices, workers), rate / workers, batch, stop),
+        )
+        for w in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _send_calm(base: str, token: str, devices: range, rate: float, batch: int, stop: Any) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     per_request = batch * len(CALM)
     interval = per_request / rate
     next_at = time.perf_counter()
     n = 0
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+        mine = list(devices)
         while not stop.is_set():
-            lo = (n * batch) % devices
+            lo = (n * batch) % len(mine)
             at = datetime.now(UTC) - timedelta(seconds=1)
             client.post(
                 "/api/readings",
-                content=compact_body(range(lo, min(lo + batch, devices)), at, f"bg{n}"),
+                content=compact_body(mine[lo : lo + batch], at, f"bg{devices.start}-{n}"),
             )
             n += 1
             next_at += interval
@@ -359,7 +377,7 @@ def latency(
     stop = ctx.Event()
     loader = ctx.Process(
         target=background,
-        args=(base, tokens["sender"], load_devices, rate, args.batch, stop),
+        args=(base, tokens["sender"], load_devices, rate, args.load_batch, stop),
     )
     loader.start()
     time.sleep(2)
@@ -431,6 +449,9 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200, help="patients kept for probes")
     parser.add_argument("--batch", type=int, default=100, help="patients per request")
     parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument(
+        "--load-batch", type=int, default=10, help="patients per request in the latency load"
+    )
     parser.add_argument("--doors", default="compact,fhir")
     parser.add_argument("--expect", type=float, default=15000, help="readings/s to prepare for")
     parser.add_argument("--probe-rate", type=float, default=4.0, help="probes/s")
