@@ -66,7 +66,8 @@ from common import (
 from wardwatch.capacity.schemas import PatientIn, SiteSpec, SystemInfo, SystemSpec, WardSpec
 from wardwatch.runtime import Runtime
 from wardwatch.virtualward.models import Alert, Reading, Score
-from wardwatch.virtualward.mqtt import Broker, MqttDoor
+from wardwatch.virtualward.mqtt import MqttDoor
+from wardwatch.virtualward.mqtt_broker import Broker
 from wardwatch.virtualward.schemas import DeviceIn, EnrolRequest
 
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/bench_mqtt"
@@ -171,7 +172,7 @@ def copy_floor(rt: Runtime, rows: int) -> float:
             n = min(COPY_COMMIT_ROWS, rows - done)
             with (
                 pg.cursor() as cur,
-                cur.copy(f"COPY bench_copy ({columns}, device_id) FROM STDIN") as copy,
+                cur.copy(f"COPY bench_copy ({columns}, device) FROM STDIN") as copy,
             ):
                 for i in range(done, done + n):
                     copy.write_row(

@@ -20,7 +20,8 @@ from wardwatch.core.clock import ManualClock
 from wardwatch.db.session import make_engine
 from wardwatch.demo.coordination import BedManager, Crew
 from wardwatch.demo.run import live_loop, ward_plans
-from wardwatch.demo.wearables import Config, SimulatedVirtualWard, profile_for
+from wardwatch.demo.vw_physiology import profile_for
+from wardwatch.demo.wearables import Config, SimulatedVirtualWard
 from wardwatch.runtime import Runtime
 from wardwatch.virtualward.models import Reading, Rejected
 from wardwatch.virtualward.news2 import PARAMETERS

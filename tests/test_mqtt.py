@@ -35,12 +35,8 @@ from wardwatch.core.clock import ManualClock
 from wardwatch.db.session import make_engine
 from wardwatch.runtime import Runtime
 from wardwatch.virtualward.models import Device, Reading, Rejected
-from wardwatch.virtualward.mqtt import (
-    SESSION_NEVER_EXPIRES,
-    Broker,
-    MqttDoor,
-    topic_device,
-)
+from wardwatch.virtualward.mqtt import MqttDoor
+from wardwatch.virtualward.mqtt_broker import SESSION_NEVER_EXPIRES, Broker, topic_device
 from wardwatch.virtualward.schemas import DeviceIn, EnrolmentRead, EnrolRequest
 
 NURSE = Actor(name="nurse", role="clinician")

@@ -76,7 +76,7 @@ def serve(
     import uvicorn
 
     from wardwatch.app import create_app
-    from wardwatch.virtualward.mqtt import Broker
+    from wardwatch.virtualward.mqtt_broker import Broker
 
     rt = runtime()
     if mqtt_url:

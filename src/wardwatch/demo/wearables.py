@@ -9,21 +9,16 @@ minutes) plus the tablet for blood pressure twice a day. The plans are realistic
 demo's sped-up clock (x60 by default) is what compresses them, so a check or an upload
 arrives every few real seconds across the caseload and a deterioration plays out in minutes.
 
-Physiology is synthetic but shaped like the real thing: a baseline per patient (COPD patients
-with a low SpO2 on scale 2, set by a consultant with the reason; some on home oxygen), noise,
-a circadian swing, and a few patients who deteriorate over hours (rising respiration and
-pulse, falling SpO2 and blood pressure, fever, sometimes new confusion) so NEWS2 climbs
-through 5-6 to 7+; most recover after a call or a home visit, the sickest are stepped up to
-hospital (a bed request the demo's bed manager allocates). Faults happen as they do at home:
-a spot check forgotten, a battery left uncharged, a hub offline so its data arrives late, a
-motion artefact (pulse 900) or a temperature keyed in Fahrenheit as Celsius, which are
-refused and kept while the rest of the batch is stored.
+This module is the ward: enrolments (from home or stepped down from a hospital bed), the kit
+cupboard, admissions and discharges, and sending the readings. The rest lives beside it:
+:mod:`~wardwatch.demo.vw_physiology` (baselines, noise, deterioration courses),
+:mod:`~wardwatch.demo.vw_home` (the patients' kit at home, their checks, uploads and faults)
+and :mod:`~wardwatch.demo.vw_team` (the clinical team working the alerts, stepping patients
+up to hospital, discharging them).
 
 Readings travel as a gateway would send them: compact JSON through
 ``rt.virtualward.receive_compact`` ("api" for the tablet app's checks, "mqtt" for the
-wearables' batched uploads and status messages). The team works the alerts like the people of
-:mod:`wardwatch.demo.coordination`: with human delays, slower at night, sometimes late enough
-for the escalation to the senior clinician and the control centre to fire.
+wearables' batched uploads and status messages).
 
 Everything is drawn from the demo's seed, in a fixed order (patients sorted by NHS number),
 so the same seed on the same clock gives the same ward.
@@ -36,12 +31,9 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from functools import partial
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.service import BedFilter
@@ -50,55 +42,32 @@ from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
 from wardwatch.core.errors import WardWatchError
 from wardwatch.demo.generator import WardPlan
-from wardwatch.runtime import Runtime
-from wardwatch.virtualward.rules import interval
-from wardwatch.virtualward.schemas import (
-    Action,
-    AlertActionIn,
-    AlertRead,
-    DeviceIn,
-    EndRequest,
-    EnrolmentRead,
-    EnrolRequest,
-    PlanIn,
-    ScaleUpdate,
-    StepUpRequest,
+from wardwatch.demo.vw_home import Home, Outbox, Patient, between
+from wardwatch.demo.vw_physiology import (
+    LONDON,
+    Course,
+    Profile,
+    new_course,
+    nhs_number,
+    profile_for,
 )
+from wardwatch.demo.vw_team import (
+    CONSULTANT,
+    HOSPITAL_SPECIALTY,
+    NURSES,
+    URGENT_KINDS,
+    VirtualWardTeam,
+)
+from wardwatch.runtime import Runtime
+from wardwatch.virtualward.schemas import DeviceIn, EnrolmentRead, EnrolRequest
 
 log = logging.getLogger(__name__)
-LONDON = ZoneInfo("Europe/London")
 GATEWAY = Actor(name="demo-wearable-gateway", role="device")
 PATIENT_APP = Actor(name="demo-patient-app", role="device")
-CONSULTANT = Actor(name="vw-consultant", role="clinician")
-NURSES = [Actor(name=f"vw-nurse-{n}", role="clinician") for n in range(1, 6)]
-NIGHT_NURSE = Actor(name="vw-night-nurse", role="clinician")
 
 #: Below the national ~75%: a few dozen monitored patients keep the demo cheap on SQLite.
 OCCUPANCY = 0.65
 LOS_DAYS = {"frailty": 7.0, "respiratory medicine": 6.0, "heart failure": 12.0}
-CONTINUOUS_SHARE = {"frailty": 0.2, "respiratory medicine": 0.35, "heart failure": 0.25}
-#: Where a patient stepped up from each virtual ward is looked after in hospital.
-HOSPITAL_SPECIALTY = {
-    "frailty": "elderly care",
-    "respiratory medicine": "respiratory medicine",
-    "heart failure": "cardiology",
-}
-COURSE_KIND = {"respiratory medicine": "exacerbation", "heart failure": "fluid"}
-#: Change at full severity (s = 1), per course kind: (rr, pulse, spo2, sbp, temp).
-EFFECTS = {
-    "infection": (12.0, 38.0, -7.0, -22.0, 2.3),
-    "exacerbation": (13.0, 30.0, -6.5, -8.0, 1.0),
-    "fluid": (12.0, 32.0, -8.0, -18.0, 0.2),
-}
-UNWELL = 0.3  # severity at which a patient notices
-TREATMENT_TAKES = timedelta(hours=3)  # antibiotics or a rescue pack start to work
-CONTINUOUS_TABLET_EVERY = timedelta(hours=12)  # blood pressure and ACVPU for wearers
-STATUS_EVERY = timedelta(hours=1)  # a wearable's battery report
-SCALE_2_REASON = "COPD with documented hypercapnic respiratory failure: target SpO2 88-92%"
-#: Alert kinds about the patient's condition, and those about the kit (rules.py groups them;
-#: the alert's read model carries the kind only).
-URGENT_KINDS = frozenset({"news2_high", "news2_medium", "single_3", "threshold", "trend"})
-ROUTINE_KINDS = frozenset({"missed_reading", "stale_data", "battery_low"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,218 +85,9 @@ class Config:
     late_ack_share: float = 0.12  # alerts acknowledged only after their response target
 
 
-# --- physiology (pure) ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """A patient's baseline and kit, drawn from their identifier alone (so a restarted demo
-    recognises the patients it left)."""
-
-    specialty: str
-    sex: str
-    rr: float
-    pulse: float
-    spo2: float
-    sbp: float
-    dbp: float
-    temp: float
-    copd: bool
-    o2_flow: float | None
-    continuous: bool
-    times_per_day: int
-    interval_min: int
-    upload_min: int
-    cuff: bool
-    forgetful: bool
-    fahrenheit: bool
-    confusion: float
-    drain_per_hour: float
-
-    def plan(self) -> PlanIn:
-        params = ["respiration_rate", "spo2", "systolic_bp", "pulse", "consciousness"]
-        params += ["temperature"] + (["oxygen_flow"] if self.o2_flow else [])
-        oxygen = "oxygen" if self.o2_flow else "air"
-        if self.continuous:
-            return PlanIn(
-                parameters=params,
-                mode="continuous",
-                interval_minutes=self.interval_min,
-                grace_minutes=self.upload_min + 10,
-                oxygen=oxygen,
-            )
-        return PlanIn(
-            parameters=params,
-            mode="spot",
-            times_per_day=self.times_per_day,
-            grace_minutes=90,
-            oxygen=oxygen,
-        )
-
-
 def los_days(plan: WardPlan) -> float:
     """Mean length of a stay on a virtual ward, by its specialty."""
     return LOS_DAYS.get(plan.specialty, plan.los_days)
-
-
-def profile_for(key: str, specialty: str, seed: int) -> Profile:
-    r = random.Random(f"wardwatch-demo:{seed}:{key}")
-    copd = specialty == "respiratory medicine" and r.random() < 0.5
-    heart = specialty == "heart failure"
-    continuous = r.random() < CONTINUOUS_SHARE.get(specialty, 0.25)
-    return Profile(
-        specialty=specialty,
-        sex=r.choice(["male", "female"]),
-        rr=r.uniform(16, 19) if copd else r.uniform(14, 18),
-        pulse=r.uniform(68, 94) if heart else r.uniform(62, 86),
-        spo2=r.uniform(88.5, 91) if copd else r.uniform(95, 98),
-        sbp=r.uniform(102, 128) if heart else r.uniform(115, 148),
-        dbp=r.uniform(62, 84),
-        temp=r.uniform(36.3, 36.9),
-        copd=copd,
-        o2_flow=r.choice([1.0, 1.5, 2.0]) if copd and r.random() < 0.35 else None,
-        continuous=continuous,
-        times_per_day=r.choices([2, 3, 4], weights=[3, 4, 3])[0],
-        interval_min=r.choice([1, 2, 3, 5]),
-        upload_min=r.choice([5, 10]),
-        cuff=not continuous and r.random() < 0.4,
-        forgetful=r.random() < 0.1,
-        fahrenheit=r.random() < 0.15,
-        confusion=0.7 if specialty == "frailty" else 0.25,
-        drain_per_hour=r.uniform(2.0, 3.0),
-    )
-
-
-def _smooth(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3 - 2 * x)
-
-
-@dataclass(slots=True)
-class Course:
-    """How ill a patient is over time: 0 well, 1 very unwell (NEWS2 well past 7)."""
-
-    kind: str
-    onset: datetime
-    rise: timedelta
-    peak: float
-    recovers: bool
-    plateau: timedelta
-    recover: timedelta
-    treated_at: datetime | None = None
-
-    def severity(self, t: datetime) -> float:
-        if t <= self.onset:
-            return 0.0
-        rising = self.peak * _smooth((t - self.onset) / self.rise)
-        if not self.recovers:
-            return rising
-        start = self.onset + self.rise + self.plateau
-        if self.treated_at is not None:
-            start = min(start, self.treated_at + TREATMENT_TAKES)
-        if t <= start:
-            return rising
-        level = self.peak * _smooth((start - self.onset) / self.rise)
-        return level * (1 - _smooth((t - start) / self.recover))
-
-
-def vitals(p: Profile, s: float, t: datetime, kind: str, rng: random.Random) -> dict[str, Any]:
-    """One set of observations at time ``t`` for severity ``s``, with noise and a daily swing."""
-    hour = t.astimezone(LONDON)
-    c = math.cos(2 * math.pi * (hour.hour + hour.minute / 60 - 16) / 24)  # peak at 16:00
-    d_rr, d_pulse, d_spo2, d_sbp, d_temp = EFFECTS[kind]
-    if p.copd:
-        d_spo2 *= 0.9
-    return {
-        "respiration_rate": round(p.rr + 0.5 * c + d_rr * s + rng.gauss(0, 1.0)),
-        "pulse": round(p.pulse + 5 * c + d_pulse * s + rng.gauss(0, 3)),
-        "spo2": min(100, round(p.spo2 + d_spo2 * s + rng.gauss(0, 0.7))),
-        "systolic_bp": round(p.sbp + 6 * c + d_sbp * s + rng.gauss(0, 5)),
-        "diastolic_bp": round(p.dbp + 4 * c + d_sbp * s / 2 + rng.gauss(0, 4)),
-        "temperature": round(p.temp + 0.3 * c + d_temp * s + rng.gauss(0, 0.12), 1),
-        "consciousness": "C" if s > 0.75 and rng.random() < p.confusion else "A",
-    }
-
-
-def nhs_number(rng: random.Random) -> str:
-    """A valid NHS number in the 999 range, which the NHS never issues (safe test data)."""
-    while True:
-        digits = "999" + "".join(str(rng.randrange(10)) for _ in range(6))
-        check = 11 - sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        if check != 10:
-            return digits + str(0 if check == 11 else check)
-
-
-# --- the patients --------------------------------------------------------------------------
-
-CODES = {  # how each parameter is sent: wearables use LOINC, the tablet app plain names
-    "pulse": ("8867-4", "/min"),
-    "respiration_rate": ("9279-1", "/min"),
-    "spo2": ("59408-5", "%"),
-    "temperature": ("8310-5", "Cel"),
-    "systolic_bp": ("8480-6", "mm[Hg]"),
-    "diastolic_bp": ("8462-4", "mm[Hg]"),
-    "oxygen_flow": ("3151-8", "L/min"),
-}
-
-
-def _reading(name: str, value: Any, at: datetime, device: str, loinc: bool) -> dict[str, Any]:
-    code, unit = CODES.get(name, (name, ""))
-    out: dict[str, Any] = {
-        "id": f"{int(at.timestamp())}-{name}",
-        "code": code if loinc else name,
-        "value": value,
-        "at": at.isoformat(),
-        "device": device,
-    }
-    if unit:
-        out["unit"] = unit
-    return out
-
-
-@dataclass(slots=True)
-class _Patient:
-    key: str  # NHS number (or hospital number for a step-down without one)
-    enrolment_id: str
-    ward: str
-    profile: Profile
-    base_plan: dict[str, Any]
-    plan: dict[str, Any]
-    home_site: str | None
-    end_at: datetime
-    tablet: str | None
-    cuff: str | None
-    wearable: str | None
-    next_check: datetime
-    last_sample: datetime
-    next_upload: datetime
-    next_status: datetime
-    battery: dict[str, float]
-    battery_at: datetime
-    course: Course | None = None
-    offline_until: datetime | None = None
-    charge_at: datetime | None = None
-    charged_on: date | None = None
-    stepped_up: bool = False
-    felt_unwell: bool = False
-
-    @property
-    def devices(self) -> list[str]:
-        return [d for d in (self.tablet, self.cuff, self.wearable) if d]
-
-    def severity(self, t: datetime) -> float:
-        return self.course.severity(t) if self.course else 0.0
-
-    def check_every(self) -> timedelta:
-        return CONTINUOUS_TABLET_EVERY if self.profile.continuous else interval(self.plan)
-
-
-@dataclass(slots=True)
-class _Outbox:
-    """One tick's messages: the wearable gateway's batch, the app's checks, status reports."""
-
-    gateway: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class SimulatedVirtualWard:
@@ -350,7 +110,7 @@ class SimulatedVirtualWard:
         self.wards = {p.code: p for p in plans if p.site_kind == "virtual_ward"}
         self.hospital = [p for p in plans if p.site_kind == "acute" and not p.assessment]
         self.acute_sites = sorted({p.site for p in plans if p.site_kind == "acute" and p.site})
-        self.patients: dict[str, _Patient] = {}
+        self.patients: dict[str, Patient] = {}
         self.team = VirtualWardTeam(self, random.Random(f"wardwatch-demo-vw-team:{seed}"))
         devices = rt.virtualward.devices()
         self._serials = len(devices)
@@ -359,9 +119,9 @@ class SimulatedVirtualWard:
             if d.linked_to is None:
                 self._pool.setdefault(d.kind, []).append(d.serial)
         self._last_tick: datetime | None = None
-        self._faults = True
         self._cohort_assigned = False
         self.counts: Counter[str] = Counter()  # what happened, for tests and curiosity
+        self.home = Home(self.rng, self.config, self.counts)
 
     # --- enrolment -----------------------------------------------------------------------
 
@@ -454,11 +214,11 @@ class SimulatedVirtualWard:
 
     def _patient(
         self, e: EnrolmentRead, profile: Profile, now: datetime, first_check: datetime
-    ) -> _Patient:
+    ) -> Patient:
         kinds = {d.kind: d for d in e.devices}
         home = self.rng.choice(self.acute_sites) if self.acute_sites else None
         los = self._los(self.wards[e.ward]) if e.ward in self.wards else 10.0
-        p = _Patient(
+        p = Patient(
             key=e.nhs_number or e.local_id or e.patient_id,
             enrolment_id=e.id,
             ward=e.ward,
@@ -483,29 +243,14 @@ class SimulatedVirtualWard:
     def _los(self, plan: WardPlan) -> float:
         return los_days(plan)
 
-    def _course(self, p: _Patient, now: datetime, hours: tuple[float, float]) -> Course | None:
+    def _course(self, p: Patient, now: datetime, hours: tuple[float, float]) -> Course | None:
         roll = self.rng.random()
         c = self.config
         if roll < c.severe_share:
-            return self._make_course(p, now, hours, severe=True)
+            return new_course(self.rng, p.profile.specialty, now, hours, severe=True)
         if roll < c.severe_share + c.recover_share:
-            return self._make_course(p, now, hours, severe=False)
+            return new_course(self.rng, p.profile.specialty, now, hours, severe=False)
         return None
-
-    def _make_course(
-        self, p: _Patient, now: datetime, hours: tuple[float, float], *, severe: bool
-    ) -> Course:
-        r = self.rng
-        lo, hi = hours
-        return Course(
-            kind=COURSE_KIND.get(p.profile.specialty, "infection"),
-            onset=now + timedelta(hours=r.uniform(lo, max(lo, hi))),
-            rise=timedelta(hours=r.uniform(2.0, 8.0)),
-            peak=r.uniform(0.95, 1.15) if severe else r.uniform(0.5, 0.62),
-            recovers=not severe,
-            plateau=timedelta(hours=r.uniform(4.0, 12.0)),
-            recover=timedelta(hours=r.uniform(12.0, 36.0)),
-        )
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -530,15 +275,15 @@ class SimulatedVirtualWard:
         self._step(now, live=False)
 
     def _step(self, now: datetime, *, live: bool) -> None:
-        self._faults = live  # a quiet history: no forgotten checks, no hub offline
         caseload = self._sync(now, live=live)
         if live:
             self._census(now, caseload)
-        out = _Outbox()
+        out = Outbox()
         for p in sorted(self.patients.values(), key=_by_key):
-            self._batteries(p, now)
-            self._checks(p, now, out)
-            self._uploads(p, now, out)
+            self.home.batteries(p, now)
+            # A quiet history (not live): no forgotten checks, no hub offline.
+            self.home.checks(p, now, out, faults=live)
+            self.home.uploads(p, now, out, faults=live)
         self._send(out)
         self.team.step(now, caseload)
         self._last_tick = now
@@ -590,9 +335,11 @@ class SimulatedVirtualWard:
         severe = max(1, round(len(cohort) * c.severe_share)) if len(cohort) >= 4 else 0
         recover = max(1, round(len(cohort) * c.recover_share)) if len(cohort) >= 4 else 0
         for n, p in enumerate(cohort[: severe + recover]):
-            p.course = self._make_course(p, now, c.start_onset_hours, severe=n < severe)
+            p.course = new_course(
+                self.rng, p.profile.specialty, now, c.start_onset_hours, severe=n < severe
+            )
 
-    def release(self, p: _Patient) -> None:
+    def release(self, p: Patient) -> None:
         """The patient left: their kit goes back to the cupboard, charged."""
         self.patients.pop(p.enrolment_id, None)
         for kind, serial in (("app", p.tablet), ("bp_cuff", p.cuff), ("wearable", p.wearable)):
@@ -618,98 +365,7 @@ class SimulatedVirtualWard:
                 continue
             self.team.discharge(p)
 
-    # --- readings ------------------------------------------------------------------------
-
-    def _batteries(self, p: _Patient, now: datetime) -> None:
-        hours = (now - p.battery_at).total_seconds() / 3600
-        p.battery_at = now
-        if p.wearable:
-            p.battery[p.wearable] = max(
-                0.0, p.battery[p.wearable] - p.profile.drain_per_hour * hours
-            )
-        if p.tablet:
-            p.battery[p.tablet] = max(0.0, p.battery[p.tablet] - 0.6 * hours)
-        local = now.astimezone(LONDON)
-        if p.charge_at is not None and now >= p.charge_at:
-            p.charge_at = None
-            p.battery = dict.fromkeys(p.battery, 100.0)
-        elif local.hour >= 21 and p.charged_on != local.date():
-            p.charged_on = local.date()  # the evening routine: charge what runs low
-            if not p.profile.forgetful or self.rng.random() < 0.25:
-                for serial, pct in p.battery.items():
-                    if pct < 70:
-                        p.battery[serial] = 100.0
-
-    def _checks(self, p: _Patient, now: datetime, out: _Outbox) -> None:
-        if not p.felt_unwell and p.severity(now) >= UNWELL:
-            # Patients are told to check whenever they feel worse: most do, within the hour.
-            p.felt_unwell = True
-            if self.rng.random() < 0.8:
-                p.next_check = min(p.next_check, now + self._minutes(0, 60))
-        if p.tablet is None or now < p.next_check:
-            return
-        at = p.next_check
-        p.next_check = at + p.check_every() + self._minutes(-15, 15)
-        if p.severity(at) >= UNWELL:  # still feeling unwell: checks again within hours
-            p.next_check = min(p.next_check, at + self._minutes(60, 180))
-        forgot = self._faults and self.rng.random() < self.config.missed_check_share
-        if p.battery.get(p.tablet, 0) <= 0 or forgot:
-            self.counts["missed_checks"] += 1  # forgotten: the missed-reading alert follows
-            return
-        v = vitals(p.profile, p.severity(at), at, self._kind(p), self.rng)
-        names = ["systolic_bp", "diastolic_bp", "consciousness"]
-        if not p.profile.continuous:
-            names = ["respiration_rate", "spo2", "pulse", "temperature", "consciousness"]
-            if not p.cuff:
-                names += ["systolic_bp", "diastolic_bp"]
-        readings = [_reading(n, v[n], at, p.tablet, loinc=False) for n in names]
-        if p.profile.o2_flow:
-            readings.append(_reading("oxygen_flow", p.profile.o2_flow, at, p.tablet, False))
-        for r in readings:
-            if r["code"] == "temperature" and p.profile.fahrenheit:
-                r["value"], r["unit"] = round(r["value"] * 9 / 5 + 32, 1), "[degF]"
-            elif r["code"] == "temperature" and self.rng.random() < self.config.spike_share:
-                r["value"] = round(r["value"] * 9 / 5 + 32, 1)  # keyed in °F, sent as Cel
-        if p.cuff:
-            cuff_at = at + timedelta(minutes=2)
-            for n in ("systolic_bp", "diastolic_bp"):
-                readings.append(_reading(n, v[n], min(cuff_at, now), p.cuff, loinc=True))
-        battery = round(p.battery[p.tablet])
-        out.messages.append(("api", {"device": p.tablet, "battery": battery, "readings": readings}))
-        self.counts["checks"] += 1
-
-    def _uploads(self, p: _Patient, now: datetime, out: _Outbox) -> None:
-        if p.wearable is None:
-            return
-        offline = p.offline_until is not None and now < p.offline_until
-        if now >= p.next_status and p.battery[p.wearable] > 0 and not offline:
-            p.next_status = now + STATUS_EVERY
-            pct = round(p.battery[p.wearable])
-            status = {"device": p.wearable, "battery": pct, "at": now.isoformat(), "readings": []}
-            out.messages.append(("mqtt", status))
-        if now < p.next_upload or offline:
-            return
-        p.offline_until = None
-        step = timedelta(minutes=p.profile.interval_min)
-        samples: list[dict[str, Any]] = []
-        t = p.last_sample + step
-        while t <= now:
-            if p.battery[p.wearable] > 0:  # a flat patch records nothing
-                v = vitals(p.profile, p.severity(t), t, self._kind(p), self.rng)
-                for n in ("pulse", "respiration_rate", "spo2", "temperature"):
-                    samples.append(_reading(n, v[n], t, p.wearable, loinc=True))
-            p.last_sample = t
-            t += step
-        p.next_upload = now + timedelta(minutes=p.profile.upload_min)
-        if samples and self.rng.random() < self.config.spike_share:
-            samples[0]["value"] = 900  # a motion artefact: pulse 900/min (the first is a pulse)
-        if samples and self._faults and self.rng.random() < self.config.late_upload_share:
-            p.offline_until = now + self._minutes(35, 90)  # the hub loses its connection
-            self.counts["late_uploads"] += 1
-        out.gateway.extend(samples)
-        self.counts["uploads"] += bool(samples)
-
-    def _send(self, out: _Outbox) -> None:
+    def _send(self, out: Outbox) -> None:
         batches = list(out.messages)
         if out.gateway:
             batches.insert(0, ("mqtt", {"readings": out.gateway}))
@@ -726,234 +382,15 @@ class SimulatedVirtualWard:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _kind(self, p: _Patient) -> str:
-        return p.course.kind if p.course else "infection"
-
     def _minutes(self, lo: float, hi: float) -> timedelta:
-        return _between(self.rng, lo, hi)
+        return between(self.rng, lo, hi)
 
-    def patient(self, enrolment_id: str) -> _Patient | None:
+    def patient(self, enrolment_id: str) -> Patient | None:
         return self.patients.get(enrolment_id)
 
 
-# --- the virtual-ward team -----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Triage:
-    severity: str
-    ack_at: datetime
-    who: Actor
-    action: Action | None = None
-    reason: str | None = None
-    act_at: datetime | None = None
-    acted_at: datetime | None = None
-    followed_up: bool = False
-
-
-ACK_MEAN_MIN = {"emergency": 4.0, "urgent": 10.0, "routine": 30.0}
-NIGHT_SLOWER = 2.5  # one nurse covers the whole caseload overnight
-ACTION_MIN = {
-    "called_patient": (5, 15),
-    "home_visit": (60, 150),
-    "escalated_hospital": (5, 15),
-    "escalated_999": (3, 8),
-    "no_action": (2, 5),
-}
-
-
-class VirtualWardTeam:
-    """The virtual-ward nurses and consultant: acknowledge, act, resolve, step up."""
-
-    def __init__(self, ward: SimulatedVirtualWard, rng: random.Random) -> None:
-        self.ward = ward
-        self.rt = ward.rt
-        self.rng = rng
-        self._plans: dict[str, _Triage] = {}
-        self.counts: Counter[str] = Counter()
-        self.actions: Counter[str] = Counter()  # by what was done
-
-    def step(self, now: datetime, caseload: list[EnrolmentRead]) -> None:
-        seen: set[str] = set()
-        for e in caseload:
-            p = self.ward.patient(e.id)
-            for a in sorted(e.open_alerts, key=lambda a: (a.opened_at, a.kind, a.summary)):
-                seen.add(a.id)
-                self._try(partial(self._work, now, e, p, a))
-        for gone in [k for k in self._plans if k not in seen]:
-            del self._plans[gone]
-
-    def _work(self, now: datetime, e: EnrolmentRead, p: _Patient | None, a: AlertRead) -> None:
-        t = self._plans.get(a.id)
-        if t is None or (a.status == "new" and t.severity != a.severity):
-            t = self._plans[a.id] = self._plan(now, a)
-        if a.status == "new" and now >= t.ack_at:
-            self.rt.virtualward.acknowledge(a.id, t.who, version=a.version)
-            self.counts["acknowledged"] += 1
-            self.counts["late"] += now > a.due_at
-            self._choose(now, e, p, a, t)
-        elif a.status == "acknowledged":
-            if t.act_at is None:
-                self._choose(now, e, p, a, t)
-            if t.act_at is not None and now >= t.act_at:
-                self._act(now, e, p, a, t)
-        elif a.status == "actioned":
-            self._review(now, e, p, a, t)
-
-    def _plan(self, now: datetime, a: AlertRead) -> _Triage:
-        night = not 7 <= now.astimezone(LONDON).hour < 22
-        if self.rng.random() < self.ward.config.late_ack_share:
-            ack = max(now, a.due_at) + timedelta(minutes=self.rng.uniform(5, 30))
-        else:
-            mean = ACK_MEAN_MIN.get(a.severity, 20.0) * (NIGHT_SLOWER if night else 1.0)
-            ack = now + timedelta(minutes=1 + self.rng.expovariate(1 / mean))
-        who = NIGHT_NURSE if night else self.rng.choice(NURSES)
-        return _Triage(severity=a.severity, ack_at=ack, who=who)
-
-    def _choose(
-        self, now: datetime, e: EnrolmentRead, p: _Patient | None, a: AlertRead, t: _Triage
-    ) -> None:
-        """What the nurse decides to do, and how long it takes."""
-        latest = e.latest
-        points = latest.partial_total if latest else 0
-        confused = bool(latest and latest.values.get("consciousness") not in (None, "A"))
-        if a.kind in ROUTINE_KINDS:
-            t.action, t.reason = "called_patient", _ROUTINE_REASON.get(a.kind, "patient called")
-        elif a.severity == "emergency" or points >= 7:
-            if confused or points >= 10:
-                t.action, t.reason = "escalated_999", f"999 ambulance called: NEWS2 {points}"
-            else:
-                t.action, t.reason = "escalated_hospital", f"NEWS2 {points}: hospital assessment"
-        else:
-            roll = self.rng.random()
-            if roll < 0.1:
-                t.action = "no_action"
-                t.reason = "reviewed with the patient: known baseline, repeat observations due"
-            elif roll < 0.55:
-                t.action, t.reason = "called_patient", "advice given, rescue medication started"
-            else:
-                t.action, t.reason = "home_visit", "seen at home: examined, treatment started"
-        lo, hi = ACTION_MIN[t.action]
-        t.act_at = now + timedelta(minutes=self.rng.uniform(lo, hi))
-
-    def _act(
-        self, now: datetime, e: EnrolmentRead, p: _Patient | None, a: AlertRead, t: _Triage
-    ) -> None:
-        action: Action = t.action or "called_patient"
-        reason = t.reason
-        if action in ("escalated_hospital", "escalated_999"):
-            reason = self._step_up(e, p, a, action, reason or "")
-        req = AlertActionIn(action=action, reason=reason)
-        self.rt.virtualward.act(a.id, req, t.who, version=a.version)
-        t.acted_at = now
-        self.counts["actioned"] += 1
-        self.actions[action] += 1
-        if p is not None:
-            self._effect(now, e, p, a, action)
-
-    def _step_up(
-        self, e: EnrolmentRead, p: _Patient | None, a: AlertRead, action: str, reason: str
-    ) -> str:
-        if p is None or p.stepped_up or p.home_site is None:
-            return f"{reason}; already waiting for a hospital bed" if p and p.stepped_up else reason
-        specialty = HOSPITAL_SPECIALTY.get(p.profile.specialty, "general medicine")
-        priority: Literal["emergency", "urgent"] = (
-            "emergency" if action == "escalated_999" or a.severity == "emergency" else "urgent"
-        )
-        req = self.rt.virtualward.step_up(
-            e.id,
-            StepUpRequest(site=p.home_site, specialty=specialty, priority=priority, reason=reason),
-            CONSULTANT,
-        )
-        p.stepped_up = True
-        self.counts["stepped_up"] += 1
-        return f"{reason}; bed requested at {p.home_site} ({req.priority})"
-
-    def _effect(
-        self, now: datetime, e: EnrolmentRead, p: _Patient, a: AlertRead, action: str
-    ) -> None:
-        """What the call or visit changes at home."""
-        if a.kind in ("missed_reading", "stale_data"):
-            p.next_check = min(p.next_check, now + _between(self.rng, 5, 20))
-            p.offline_until = None
-            if any(pct <= 0 for pct in p.battery.values()):
-                p.charge_at = now + _between(self.rng, 10, 40)
-        elif a.kind == "battery_low":
-            p.charge_at = now + _between(self.rng, 20, 60)
-        elif action in ("called_patient", "home_visit") and a.kind in URGENT_KINDS:
-            if p.course is not None and p.course.treated_at is None:
-                p.course.treated_at = now
-            if not p.profile.continuous and p.plan.get("times_per_day", 0) < 24:
-                self._set_plan(e, p, {**p.base_plan, "times_per_day": 24, "grace_minutes": 30})
-                p.next_check = min(p.next_check, now + timedelta(hours=1))
-
-    def _review(
-        self, now: datetime, e: EnrolmentRead, p: _Patient | None, a: AlertRead, t: _Triage
-    ) -> None:
-        """An actioned alert: closed when the patient is better, followed up when not."""
-        acted = t.acted_at or now
-        t.acted_at = acted
-        if a.kind == "stale_data" and "arrived" in a.summary:  # late data, not a silent device
-            note = "hub reconnected; data flowing again"
-            self.rt.virtualward.resolve(a.id, note, t.who, version=a.version)
-            self.counts["resolved"] += 1
-            return
-        if a.kind not in URGENT_KINDS or a.action in ("escalated_hospital", "escalated_999"):
-            return
-        points = e.latest.partial_total if e.latest else 0
-        if now >= acted + timedelta(hours=1) and points <= 4:
-            note = f"NEWS2 back to {points}: usual monitoring"
-            self.rt.virtualward.resolve(a.id, note, t.who, version=a.version)
-            self.counts["resolved"] += 1
-            if p is not None and p.plan != p.base_plan:
-                self._set_plan(e, p, p.base_plan)
-        elif now >= acted + timedelta(hours=3) and not t.followed_up:
-            t.followed_up = True  # still unwell after the call: go and see them
-            req = AlertActionIn(action="home_visit", reason="no better after advice: visited")
-            self.rt.virtualward.act(a.id, req, t.who, version=a.version)
-            self.actions["home_visit"] += 1
-            if p is not None and p.course is not None and p.course.treated_at is None:
-                p.course.treated_at = now
-
-    def set_scale(self, enrolment_id: str) -> None:
-        update = ScaleUpdate(scale=2, reason=SCALE_2_REASON)
-        self._try(partial(self.rt.virtualward.set_scale, enrolment_id, update, CONSULTANT))
-
-    def _set_plan(self, e: EnrolmentRead, p: _Patient, plan: dict[str, Any]) -> None:
-        got = self.rt.virtualward.set_plan(e.id, PlanIn.model_validate(plan), CONSULTANT)
-        p.plan = dict(got.plan)
-        self.counts["plan_changed"] += 1
-
-    def discharge(self, p: _Patient) -> None:
-        req = EndRequest(reason="recovered", destination="usual residence")
-        if self._try(lambda: self.rt.virtualward.end(p.enrolment_id, req, self.rng.choice(NURSES))):
-            self.ward.release(p)
-            self.ward.counts["ended"] += 1
-
-    @staticmethod
-    def _try(action: Callable[[], object]) -> bool:
-        try:
-            action()
-        except WardWatchError as exc:  # someone else got there first: as a person would
-            log.debug("virtual-ward team: skipped: %s", exc.message)
-            return False
-        return True
-
-
-_ROUTINE_REASON = {
-    "missed_reading": "patient called: reminded to do the check",
-    "stale_data": "patient called: device and hub checked",
-    "battery_low": "patient asked to charge the device",
-}
-
-
-def _by_key(p: _Patient) -> str:
+def _by_key(p: Patient) -> str:
     return p.key
-
-
-def _between(rng: random.Random, lo: float, hi: float) -> timedelta:
-    """A human delay: between ``lo`` and ``hi`` minutes."""
-    return timedelta(minutes=rng.uniform(lo, hi))
 
 
 def _daytime(t: datetime) -> datetime:

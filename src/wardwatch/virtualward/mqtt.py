@@ -9,28 +9,12 @@ source ``"mqtt"``. The door calls ``compact.parse`` and the ingestor itself rath
 ``receive_compact`` only so that several messages can share one transaction (below) and a
 message's device can come from its topic.
 
-**Acknowledged only after commit.** aiomqtt (2.5) has no public manual acknowledgement
-(empicano/aiomqtt#345; the pull request adding one, #346, is not merged), and by default
-paho-mqtt sends the PUBACK as soon as its ``on_message`` callback returns -- before aiomqtt
-has even handed the message to us. So a crash between receipt and commit would lose readings
-the broker believes delivered. paho-mqtt 2.x has application-controlled acknowledgements:
-``manual_ack_set(True)`` makes ``_handle_publish`` skip the PUBACK, and ``ack(mid, qos)``
-queues it later. aiomqtt keeps its paho client as ``Client._client``; we switch manual
-acknowledgement on *before* connecting (a persistent session can deliver messages straight
-after CONNACK) and call ``ack`` only after the ingest transaction returned. This is the one
-private attribute we touch (:func:`_paho`); everything else is aiomqtt's public API.
-
-Each connection uses a *fresh* aiomqtt client, so a message received on a connection is
-never acknowledged on a later one (message ids are per connection: an old id could name a
-different, redelivered message); paho also drops queued packets when it reconnects.
-
-**Persistent session.** MQTT 5 with a fixed client identifier (``settings.mqtt_client_id``),
-``clean_start=False`` and a session that never expires: the MQTT 5 form of MQTT 3.1.1's
-``clean_session=False``. (aiomqtt's default, clean start on the first connection only, would
-throw away whatever the broker kept for us while WardWatch was down.) Unacknowledged
-messages are redelivered when we reconnect. MQTT 5 also lets us set *Receive Maximum*
-(:data:`RECEIVE_MAXIMUM`): how many unacknowledged messages the broker may send us. With
-MQTT 3.1.1 the broker alone decides (Mosquitto: 20), which caps every batch at 20 messages.
+**Acknowledged only after commit**, on a persistent MQTT 5 session: a message is
+acknowledged (PUBACK, with paho's manual acknowledgement) only once the ingest transaction
+that stored it returned, in the order received, so a crash between receipt and commit loses
+nothing: the broker redelivers what was never acknowledged. How the connection is set up for
+that (the one private attribute we touch, a fresh client per connection, the session that
+never expires, *Receive Maximum*) is :mod:`wardwatch.virtualward.mqtt_broker`.
 
 **Batching.** What is already queued when a batch starts (up to :data:`MAX_BATCH_MESSAGES`
 messages or :data:`MAX_BATCH_BYTES`) is stored in one ingest call -- one transaction -- and
@@ -39,8 +23,9 @@ then acknowledged in the order received. One message may itself hold a batch (it
 
 **Topic.** ``wardwatch/vitals/<device serial>``. When a message names neither ``device`` nor
 ``patient`` at its top level and the topic's last level (below the subscription's fixed
-part) looks like a serial, that serial is the message's device. A device a message names
-itself always wins, so a gateway may publish many devices' readings on its own topic.
+part) looks like a serial, that serial is the message's device (the rule is
+:mod:`wardwatch.virtualward.mqtt_broker`'s). A device a message names itself always wins, so
+a gateway may publish many devices' readings on its own topic.
 
 **Failures.**
 
@@ -67,20 +52,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 import ssl
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 import paho.mqtt.client as paho_mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -88,6 +68,16 @@ from wardwatch.core.actor import Actor
 from wardwatch.core.errors import Conflict
 from wardwatch.virtualward import compact
 from wardwatch.virtualward.ingest import Battery, IngestResult
+from wardwatch.virtualward.mqtt_broker import (
+    Broker,
+    check_granted,
+    new_client,
+    next_or_stop,
+    paho_client,
+    sleep_or_stop,
+    topic_device,
+    with_device,
+)
 from wardwatch.virtualward.readings import RawReading
 
 if TYPE_CHECKING:
@@ -97,84 +87,18 @@ log = logging.getLogger(__name__)
 
 #: Who the event log says stored MQTT readings.
 MQTT_ACTOR = Actor(name="mqtt", role="integration")
-#: Unacknowledged messages the broker may have in flight to us (MQTT 5 Receive Maximum):
-#: twice a batch, so the next batch arrives while one is being stored.
-RECEIVE_MAXIMUM = 400
+#: Half the broker's Receive Maximum (mqtt_broker.RECEIVE_MAXIMUM): the next batch arrives
+#: while one is being stored.
 MAX_BATCH_MESSAGES = 200
 #: About 5,000 readings of the compact payload: a transaction of a few hundred milliseconds,
 #: short enough not to hold patients' rows locked against clinicians for long.
 MAX_BATCH_BYTES = 512_000
-#: MQTT 5 Session Expiry Interval meaning "never": the broker keeps our session (and the
-#: readings sent while we are away) as MQTT 3.1.1 does for ``clean_session=False``.
-SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 CONNECT_BACKOFF = (1.0, 30.0)
 STORE_BACKOFF = (0.5, 30.0)
 #: A batch that met a concurrent change (deadlock, serialisation failure) is retried this
 #: many times before it is treated as a failing batch.
 CONFLICT_RETRIES = 3
-#: Device serials as registered (see DeviceIn).
-SERIAL = re.compile(r"[A-Za-z0-9._:-]{1,80}")
 TRANSIENT = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
-
-
-@dataclass(frozen=True, slots=True)
-class Broker:
-    """Where the broker is, from ``mqtt://[user:password@]host[:port]`` (``mqtts://``: TLS)."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-
-    @classmethod
-    def parse(cls, url: str) -> Broker:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(
-                f"MQTT URL {_safe(url)!r} must start with mqtt:// (or mqtts:// for TLS), "
-                "e.g. mqtt://127.0.0.1:1883"
-            )
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"MQTT URL {_safe(url)!r} has an invalid port") from None
-        if not parts.hostname:
-            raise ValueError(f"MQTT URL {_safe(url)!r} names no host")
-        if parts.path.strip("/") or parts.query:
-            raise ValueError(
-                f"MQTT URL {_safe(url)!r}: give only the broker; the topic is WARDWATCH_MQTT_TOPIC"
-            )
-        tls = parts.scheme == "mqtts"
-        return cls(
-            host=parts.hostname,
-            port=port or (8883 if tls else 1883),
-            username=unquote(parts.username) if parts.username is not None else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-            tls=tls,
-        )
-
-    def __str__(self) -> str:
-        user = f"{self.username}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for error messages."""
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
-
-
-def topic_device(topic: str, topic_filter: str) -> str | None:
-    """The device serial a topic names: its last level, if below the filter's fixed part."""
-    fixed = 0
-    for level in topic_filter.split("/"):
-        if level in ("+", "#"):
-            break
-        fixed += 1
-    levels = topic.split("/")
-    if len(levels) <= fixed or not SERIAL.fullmatch(levels[-1]):
-        return None
-    return levels[-1]
 
 
 @dataclass(slots=True)
@@ -268,16 +192,16 @@ class MqttDoor:
                 )
             finally:
                 self.subscribed.clear()
-            if await _sleep_or_stop(stop, delay):
+            if await sleep_or_stop(stop, delay):
                 return
             delay = min(delay * 2, CONNECT_BACKOFF[1])
 
     async def _session(self, stop: asyncio.Event | None) -> None:
         """One connection, until ``stop`` is set (returns) or it fails (raises MqttError)."""
-        client = self._client()
+        client = new_client(self.broker, self.client_id, self._tls)
         async with client:
             granted = await client.subscribe(self.topic, qos=1)
-            _check_granted(granted, self.topic)
+            check_granted(granted, self.topic)
             self.stats.connections += 1
             self.subscribed.set()
             log.info(
@@ -297,32 +221,12 @@ class MqttDoor:
                     raise aiomqtt.MqttError("disconnected while storing a batch")
                 self._acknowledge(client, batch)
 
-    def _client(self) -> aiomqtt.Client:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        client = aiomqtt.Client(
-            self.broker.host,
-            self.broker.port,
-            username=self.broker.username,
-            password=self.broker.password,
-            identifier=self.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=properties,
-            tls_context=self._tls,
-            keepalive=30,
-            timeout=10,
-        )
-        _paho(client).manual_ack_set(True)  # before connecting: see the module docstring
-        return client
-
     async def _next_batch(
         self, client: aiomqtt.Client, stop: asyncio.Event | None
     ) -> list[aiomqtt.Message] | None:
         """The next message (waiting for it), plus what is already queued; None on stop."""
         messages = client.messages
-        first = await _next_or_stop(messages, stop)
+        first = await next_or_stop(messages, stop)
         if first is None:
             return None
         batch = [first]
@@ -360,9 +264,9 @@ class MqttDoor:
                         delay,
                         _frames(exc),
                     )
-                if not _paho(client).is_connected():
+                if not paho_client(client).is_connected():
                     return "lost"  # the broker will redeliver them on the next connection
-                if await _sleep_or_stop(stop, delay):
+                if await sleep_or_stop(stop, delay):
                     return "stopped"
                 delay = min(delay * 2, STORE_BACKOFF[1])
                 continue
@@ -371,7 +275,7 @@ class MqttDoor:
 
     def _acknowledge(self, client: aiomqtt.Client, batch: Sequence[aiomqtt.Message]) -> None:
         """PUBACK each message, in the order received (MQTT requires that order)."""
-        paho = _paho(client)
+        paho = paho_client(client)
         for message in batch:
             if message.qos > 0:
                 rc = paho.ack(message.mid, message.qos)
@@ -430,7 +334,7 @@ class MqttDoor:
     def parse(self, topic: str, payload: bytes) -> Parsed:
         """Read one message (never raises: what cannot be read becomes a refusal)."""
         serial = topic_device(topic, self.topic)
-        body = _with_device(payload, serial)
+        body = with_device(payload, serial)
         try:
             readings, batteries, refused = compact.parse(body)
         except Exception as exc:  # PayloadError, or anything the parser did not foresee
@@ -514,74 +418,6 @@ def start_mqtt(runtime: Runtime) -> MqttTask | None:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _paho(client: aiomqtt.Client) -> paho_mqtt.Client:
-    """aiomqtt's underlying paho client: the only way to manual acknowledgements in 2.5."""
-    return client._client
-
-
-def _check_granted(granted: object, topic: str) -> None:
-    codes = list(granted) if isinstance(granted, list | tuple) else []
-    for code in codes:
-        value = getattr(code, "value", code)
-        if isinstance(value, int) and value >= 0x80:
-            raise aiomqtt.MqttError(f"the broker refused the subscription to {topic!r}: {code}")
-        if value == 0:
-            log.warning(
-                "MQTT: the broker granted only QoS 0 on %r: readings it sends cannot be "
-                "redelivered if WardWatch stops before storing them",
-                topic,
-            )
-
-
-async def _next_or_stop(
-    messages: aiomqtt.client.MessagesIterator, stop: asyncio.Event | None
-) -> aiomqtt.Message | None:
-    """The next message, or None once ``stop`` is set; MqttError if the connection drops.
-    A message taken just as ``stop`` is set is simply not acknowledged (redelivered later)."""
-    if stop is None:
-        return await anext(messages)
-    if stop.is_set():
-        return None
-    get = asyncio.ensure_future(anext(messages))
-    halt = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({get, halt}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        halt.cancel()
-        if not get.done():
-            get.cancel()
-    if get.done() and not get.cancelled():
-        return get.result()  # a message, or MqttError if the connection dropped
-    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-        await get
-    return None
-
-
-async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
-    """Wait ``seconds``; True if ``stop`` was set meanwhile."""
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return False
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()
-
-
-def _with_device(payload: bytes, serial: str | None) -> bytes | str:
-    """The payload with ``device`` set from the topic when it names neither device nor
-    patient at its top level (otherwise as received)."""
-    if serial is None:
-        return payload
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return payload  # compact.parse says why
-    if not isinstance(doc, dict) or "device" in doc or "patient" in doc:
-        return payload
-    doc["device"] = serial
-    return json.dumps(doc)
 
 
 def _text(payload: bytes) -> str:
