@@ -46,3 +46,27 @@ def launch(playwright_sync: Any) -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+def checked_page(browser: Any, **context: Any) -> Iterator[Any]:
+    """A page in a fresh context (its own storage) that fails the test on any JavaScript
+    error. Use from a function-scoped fixture: ``yield from checked_page(browser, ...)``."""
+    ctx = browser.new_context(**context)
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        ctx.close()  # closes the page's event stream before the server stops
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def open_live(page: Any, url: str, expect: Any, filled: str) -> None:
+    """Open ``url`` and wait until it is live and ``filled`` (a selector) shows data."""
+    page.goto(url)
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
+    expect(page.locator(filled)).not_to_be_empty(timeout=WAIT_MS)
+    # One fetch on load and one when the stream opens (throttled, up to a second later):
+    # let them settle, so later changes can reach the page only through the stream.
+    page.wait_for_timeout(1_500)

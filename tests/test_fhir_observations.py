@@ -22,6 +22,7 @@ from wardwatch.auth.roles import ROLE_PERMISSIONS, Role
 from wardwatch.core.clock import ManualClock
 from wardwatch.ingest.fhir import observations as fo
 from wardwatch.ingest.fhir import vitals_codes as vc
+from wardwatch.ingest.fhir import vitals_translate as fvt
 from wardwatch.ingest.fhir.resources import LOCAL_PATIENT_SYSTEM, NHS_NUMBER_SYSTEM
 from wardwatch.runtime import Runtime
 from wardwatch.virtualward.models import Reading, Rejected
@@ -374,6 +375,117 @@ def test_a_bundle_with_bad_entries_keeps_every_good_one(
         assert s.scalar(select(func.count()).select_from(Rejected)) == 2 * 11
     (news2,) = scores(client, h, patient="VW-4")  # the second bundle stored nothing new
     assert news2["valueInteger"] == 0
+
+
+def test_entries_the_fast_check_cannot_vouch_for_get_the_full_r4_validation(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock, rt: Runtime
+) -> None:
+    """Most entries skip the R4B model (vitals_translate.well_formed vouches for them); the
+    rest are validated by the model as before: refused with its precise message, or kept."""
+    enrol(client, h, ["OX-F"], local_id="VW-F")
+    at = clock.now()
+    d = {"device": dev_ref("OX-F")}
+    plain = obs("8867-4", 72, "/min", at, "f0", **d)
+    unusual = obs("9279-1", 16, "/min", at, "f1", **d, note=[{"text": "counted by hand"}])
+    unusual["meta"] = {"lastUpdated": iso(at), "profile": ["https://example.org/vitals"]}
+    big = obs("8310-5", 0, "Cel", at, "f7", **d)
+    big["valueQuantity"]["value"] = 10**400  # a valid FHIR decimal, but no temperature
+    entries = [
+        plain,
+        unusual,
+        obs("8867-4", 72, "/min", at, "f2", **d, note="checked"),  # wrong type, element ignored
+        obs("8867-4", 72, "/min", at, "f3", **d, performer=[{"reference": 5}]),
+        obs("8867-4", 72, "/min", at, "f4", device={**dev_ref("OX-F"), "colour": "red"}),
+        obs("8867-4", 72, "/min", at, "f5", **d, valueString="72"),  # two values
+        obs("8867-4", 72, "/min", at, "f6", **d, effectiveDateTime="2026-02-30T09:30:00Z"),
+        big,
+    ]
+    assert fvt.well_formed(plain)
+    assert not any(fvt.well_formed(e) for e in entries[1:])  # all through the model
+    out = post_bundle(client, dev, bundle(entries, "batch"))
+    assert statuses(out) == [
+        "201 Created",
+        "201 Created",
+        *["400 Bad Request"] * 5,
+        "422 Unprocessable Entity",
+    ]
+    reasons = [outcome_text(e["response"]["outcome"]) for e in out["entry"][2:]]
+    assert reasons == [
+        "entry[2]: note: Input should be a valid list",
+        "entry[3]: performer.0.reference: Input should be a valid string",
+        "entry[4]: device.colour: Extra inputs are not permitted",
+        "entry[5]: Any of one field value is expected from this list ['valueBoolean', "
+        "'valueCodeableConcept', 'valueDateTime', 'valueInteger', 'valuePeriod', "
+        "'valueQuantity', 'valueRange', 'valueRatio', 'valueSampledData', 'valueString', "
+        "'valueTime'], but got multiple!",
+        "entry[6]: effectiveDateTime: Input should be a valid datetime or date, day value is "
+        "outside expected range",
+        "8310-5 value is too large to be a measurement",
+    ]
+    with rt.db.read() as s:
+        stored = s.execute(select(Reading.parameter, Reading.value).order_by(Reading.id)).all()
+        kept = s.scalars(select(Rejected.reason).order_by(Rejected.id)).all()
+    assert [tuple(row) for row in stored] == [("pulse", 72.0), ("respiration_rate", 16.0)]
+    assert [k.split(":")[0] for k in kept] == [f"entry[{n}]" for n in range(2, 7)] + [
+        "8310-5 value is too large to be a measurement"
+    ]
+
+
+#: Values put in place of every element of a valid Observation by the next test.
+ODD: list[Any] = [
+    *(None, "", " ", "\u00a0", "a  b", " a", "x", "72", [], {}, [None], [{}], ["x"], {"x": 1}),
+    *(0, -0.0, 1.5, True, 2**53, 10**400, float("nan"), float("inf"), "Observation", "a" * 65),
+    *("2026-01-05", "2026-01-05T09:30:00", "2026-01-05T09:30Z", "2026-02-30T09:30:00Z"),
+    *("2026-01-05T24:00:00Z", "2026-01-05T23:59:60Z", "2026-01-05T09:30:00.1234567Z"),
+    *("2026-01-05T09:30:00+15:00", "0000-01-05T09:30:00Z", "amended", "http://x y"),
+]
+
+
+def _altered(doc: Any, path: tuple[Any, ...] = ()) -> Any:
+    """``doc`` with, in turn, each element (at any depth) removed or replaced by each of ODD,
+    and an element added beside it (unknown, a second value, an extension)."""
+    if isinstance(doc, dict):
+        keys: list[Any] = list(doc)
+        for extra, value in (("colour", 1), ("note", "n"), ("valueString", "A"), ("_status", {})):
+            if extra not in doc:
+                yield {**doc, extra: value}
+    elif isinstance(doc, list):
+        keys = list(range(len(doc)))
+    else:
+        return
+    for key in keys:
+        rest = {k: v for k, v in doc.items() if k != key} if isinstance(doc, dict) else None
+        if rest is not None:
+            yield rest
+        for value in [*ODD, *_altered(doc[key])]:
+            changed = dict(doc) if isinstance(doc, dict) else list(doc)
+            changed[key] = value
+            yield changed
+
+
+def test_the_fast_check_never_passes_what_the_r4_model_refuses() -> None:
+    """well_formed may say "not sure" (then the model decides), never "valid" wrongly."""
+    at = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    panel = obs("85354-9", None, None, at, "p", valueCodeableConcept=None, issued=iso(at))
+    panel["component"] = [
+        {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, **quantity(120.5, "mm[Hg]")},
+        {"code": {"text": "dia"}, "dataAbsentReason": {"coding": [{"code": "error"}]}},
+    ]
+    valid_ones = [
+        obs("8867-4", 72, "/min", at, "a", device=dev_ref("OX-1"), id="a-1"),
+        obs("67775-7", None, None, at, subject={"identifier": {"system": "s", "value": "1"}}),
+        panel,
+    ]
+    vouched = refused = 0
+    for doc in valid_ones:
+        assert fvt.well_formed(doc)
+        for altered in _altered(doc):
+            if fvt.well_formed(altered):
+                vouched += 1
+                Observation.model_validate(altered)  # raises if the check was wrong
+            else:
+                refused += 1
+    assert vouched > 300 and refused > 2000, (vouched, refused)
 
 
 def test_resends_are_stored_once(

@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import WAIT_MS, launch, require_chromium
+from tests.browser import WAIT_MS, checked_page, launch, require_chromium
+from tests.browser import open_live as browser_open_live
 from tests.conftest import SMALL_SYSTEM
 from tests.serving import serving
 from wardwatch.app import create_app
@@ -116,26 +117,13 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     # A fresh phone per test: its own sessionStorage and localStorage.
-    context = browser.new_context(
-        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True
+    yield from checked_page(
+        browser, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True
     )
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield pg
-    finally:
-        context.close()  # closes the page's event stream before the server stops
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def open_live(page: Any, url: str) -> None:
-    page.goto(url)
-    expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
-    expect(page.locator("#queue-count")).not_to_be_empty(timeout=WAIT_MS)
-    # One fetch on load and one when the stream opens (throttled, up to a second later):
-    # let them settle, so later changes can reach the page only through the stream.
-    page.wait_for_timeout(1_500)
+    browser_open_live(page, url, expect, "#queue-count")
 
 
 def card(page: Any, task_id: str) -> Any:

