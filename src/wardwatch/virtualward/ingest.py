@@ -40,9 +40,9 @@ from wardwatch.virtualward.rules import push_total, score_triggers
 from wardwatch.virtualward.scores import insert_scores
 from wardwatch.virtualward.vitals import VitalsError
 
-# PostgreSQL: each batch is one statement whatever its size, rows passed as arrays and
-# expanded by unnest(); compiled once, one round trip, and several times faster than
-# multi-row VALUES or executemany. SQLite takes the portable executemany path.
+# PostgreSQL: each batch is one statement whatever its size, its rows passed as one JSON
+# parameter and expanded by json_to_recordset(); compiled once, one round trip, and several
+# times faster than multi-row VALUES or executemany. SQLite takes the executemany path.
 READING_COLUMNS = (
     ("key", "text"),
     ("enrolment_id", "text"),
@@ -58,9 +58,14 @@ LATEST_COLUMNS = READING_COLUMNS[1:6]
 
 
 def _unnest(table: str, columns: Sequence[tuple[str, str]]) -> str:
+    """INSERT of a JSON array of rows: one text parameter, dumped by the C json encoder and
+    read by PostgreSQL's C parser (array parameters are dumped element by element in Python)."""
     names = ", ".join(name for name, _ in columns)
-    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns)
-    return f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+    shape = ", ".join(f"{name} {kind}" for name, kind in columns)
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS r({shape})"
+    )
 
 
 PG_READINGS = text(
@@ -96,7 +101,13 @@ def _enrolment_arrays(updates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def _columns(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
 ) -> dict[str, Any]:
-    return {name: [row[name] for row in rows] for name, _ in columns}
+    """``rows`` as the one JSON parameter of an :func:`_unnest` statement."""
+    names = [name for name, _ in columns]
+    return {"rows": json.dumps([{n: _plain(row[n]) for n in names} for row in rows])}
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _postgres(s: Session) -> bool:
