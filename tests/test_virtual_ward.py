@@ -549,3 +549,20 @@ def test_a_plan_may_widen_the_set_window(
     latest = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()["latest"]
     assert latest["partial"] is False and latest["total"] == 0
     assert latest["oldest_at"] < latest["at"]  # the set says how old its oldest value is
+
+
+def test_a_move_between_virtual_places_keeps_the_monitoring(
+    client: TestClient, h: Headers, dev: Headers, clock: ManualClock, rt: Runtime
+) -> None:
+    e = enrol(client, h, "VW-21", ["OX-21"])
+    admin = auth(rt, "admin")
+    free = client.get("/api/beds", params={"ward": "VW1-FRA", "state": "available"}, headers=admin)
+    target = free.json()[0]
+    r = client.post(
+        f"/api/stays/{e['stay_id']}/transfer", headers=admin, json={"bed_id": target["id"]}
+    )
+    assert r.status_code == 200, r.text
+    got = client.get(f"/api/virtual-ward/enrolments/{e['id']}", headers=h).json()
+    assert got["ended_at"] is None and got["bed"] == target["code"]
+    assert [d["serial"] for d in got["devices"]] == ["OX-21"]
+    assert send(client, dev, message("OX-21", CALM, clock.now(), "moved"))["stored"] == 6

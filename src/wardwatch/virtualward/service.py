@@ -215,6 +215,15 @@ class VirtualWardService:
         if bed is not None and not bed.virtual:
             return  # the move that left a hospital bed (the step down itself)
         actor = Actor.from_label(rec.actor)
+        if rec.type == "stay.transferred_out":
+            stay = tx.session.get(Stay, rec.stay_id)
+            target = tx.session.get(Bed, stay.bed_id) if stay is not None else None
+            if target is not None and target.virtual:
+                # From one virtual place to another: still monitored, at the new place.
+                enrolment.bed_id = target.id
+                tx.scratch.get("vw_places", {}).pop(enrolment.id, None)
+                self._log(tx, enrolment, "vw.moved", actor, data={"to_bed": target.code})
+                return
         enrolment.ended_at = rec.at
         enrolment.end_reason = enrolment.end_reason or why
         for link in tx.session.scalars(
