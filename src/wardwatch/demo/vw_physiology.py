@@ -72,6 +72,9 @@ class Profile:
                 interval_minutes=self.interval_min,
                 grace_minutes=self.upload_min + 10,
                 oxygen=oxygen,
+                # The wearable measures every few minutes, the tablet takes BP and asks about
+                # confusion twice a day: the team lets those complete a set for 12 hours.
+                set_window_minutes=720,
             )
         return PlanIn(
             parameters=params,
