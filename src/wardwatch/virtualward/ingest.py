@@ -7,11 +7,12 @@ reason and kept in ``vw_rejected``; the rest of the batch is stored all the same
 
 Attribution is the safety-critical step (hazard HAZ-V02): a device's reading belongs to the
 patient the device was linked to *at the reading's time*, never to whoever wears it now; a
-reading from a device that was not linked then, or from an unknown device, is refused.
+reading from a device that was not linked then, or from an unknown device, is refused
+(:mod:`wardwatch.virtualward.attribution`).
 
 The batch path uses Core statements (multi-row inserts, upserts, one query per table) rather
-than the ORM, so thousands of readings a second stay cheap; the ORM is used only for the
-rare writes (alerts and their events).
+than the ORM, so thousands of readings a second stay cheap (:mod:`wardwatch.virtualward.bulk`);
+the ORM is used only for the rare writes (alerts and their events).
 """
 
 from __future__ import annotations
@@ -21,98 +22,24 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, or_, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.models import Patient
 from wardwatch.config import Settings
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
 from wardwatch.db.session import Database, Tx
+from wardwatch.virtualward import bulk
 from wardwatch.virtualward.alerting import AlertWriter
-from wardwatch.virtualward.models import Device, DeviceLink, Enrolment, Latest, Reading, Rejected
+from wardwatch.virtualward.attribution import attribute
+from wardwatch.virtualward.models import Device, DeviceLink, Enrolment, Latest, Rejected
 from wardwatch.virtualward.news2 import News2, ObservationSet, score
 from wardwatch.virtualward.readings import Prepared, RawReading, prepare
 from wardwatch.virtualward.rules import push_total, score_triggers
 from wardwatch.virtualward.scores import insert_scores
 from wardwatch.virtualward.vitals import VitalsError
-
-# PostgreSQL: each batch is one statement whatever its size, its rows passed as one JSON
-# parameter and expanded by json_to_recordset(); compiled once, one round trip, and several
-# times faster than multi-row VALUES or executemany. SQLite takes the executemany path.
-READING_COLUMNS = (
-    ("key", "text"),
-    ("enrolment_id", "text"),
-    ("parameter", "text"),
-    ("value", "float8"),
-    ("text_value", "text"),
-    ("at", "timestamptz"),
-    ("received_at", "timestamptz"),
-    ("source", "text"),
-    ("device", "text"),
-)
-LATEST_COLUMNS = READING_COLUMNS[1:6]
-
-
-def _unnest(table: str, columns: Sequence[tuple[str, str]]) -> str:
-    """INSERT of a JSON array of rows: one text parameter, dumped by the C json encoder and
-    read by PostgreSQL's C parser (array parameters are dumped element by element in Python)."""
-    names = ", ".join(name for name, _ in columns)
-    shape = ", ".join(f"{name} {kind}" for name, kind in columns)
-    return (
-        f"INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608
-        f"FROM json_to_recordset(CAST(:rows AS json)) AS r({shape})"
-    )
-
-
-PG_READINGS = text(
-    _unnest("vw_readings", READING_COLUMNS) + " ON CONFLICT (key) DO NOTHING RETURNING key"
-)
-PG_LATEST = text(
-    _unnest("vw_latest", LATEST_COLUMNS)
-    + " ON CONFLICT (enrolment_id, parameter) DO UPDATE SET value = excluded.value,"
-    " text_value = excluded.text_value, at = excluded.at WHERE excluded.at >= vw_latest.at"
-)
-
-
-PG_ENROLMENTS = text(
-    "UPDATE vw_enrolments AS e SET last_score_id = u.score, last_score_at = u.at,"
-    " last_reading_at = u.at, last_total = u.total, last_partial_total = u.partial,"
-    " last_risk = u.risk, recent_totals = u.recent"
-    " FROM unnest(CAST(:b_id AS text[]), CAST(:b_score AS bigint[]),"
-    " CAST(:b_at AS timestamptz[]), CAST(:b_total AS int[]), CAST(:b_partial AS int[]),"
-    " CAST(:b_risk AS text[]), CAST(:b_recent AS json[]))"
-    " AS u(id, score, at, total, partial, risk, recent) WHERE e.id = u.id"
-)
-
-
-def _enrolment_arrays(updates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    arrays: dict[str, Any] = {
-        key: [u[key] for u in updates]
-        for key in ("b_id", "b_score", "b_at", "b_total", "b_partial", "b_risk")
-    }
-    arrays["b_recent"] = [json.dumps(u["b_recent"]) for u in updates]
-    return arrays
-
-
-def _columns(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
-) -> dict[str, Any]:
-    """``rows`` as the one JSON parameter of an :func:`_unnest` statement."""
-    names = [name for name, _ in columns]
-    return {"rows": json.dumps([{n: _plain(row[n]) for n in names} for row in rows])}
-
-
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _postgres(s: Session) -> bool:
-    return s.get_bind().dialect.name == "postgresql"
-
 
 #: The parameters an observation set is built from (oxygen_concentration also says "oxygen").
 SET_PARAMETERS = (
@@ -200,7 +127,7 @@ class Ingestor:
                 refusals.append((i, str(exc)))
         with self.db.transaction() as tx:
             s = tx.session
-            enrolments, owner_of = self._attribute(s, ready, refusals)
+            enrolments, owner_of = attribute(s, ready, refusals)
             keep = [(i, p, owner_of[i]) for i, p in ready if i in owner_of]
             stored = self._store(tx, keep, now, source, result)
             self._devices(s, ready, batteries, now)
@@ -225,135 +152,6 @@ class Ingestor:
                     },
                 )
         return result
-
-    # --- who each reading belongs to -----------------------------------------------------
-
-    def _attribute(
-        self,
-        s: Session,
-        ready: list[tuple[int, Prepared]],
-        refusals: list[tuple[int, str]],
-    ) -> tuple[dict[str, Enrolment], dict[int, str]]:
-        serials = {p.raw.device for _, p in ready if p.raw.device}
-        devices: dict[str, str] = {}
-        if serials:
-            query = select(Device.serial, Device.id).where(Device.serial.in_(serials))
-            devices = {serial: d for serial, d in s.execute(query)}
-        links: dict[str, list[Any]] = defaultdict(list)
-        if devices:
-            by_id = {d: serial for serial, d in devices.items()}
-            for link in s.execute(
-                select(
-                    DeviceLink.device_id,
-                    DeviceLink.enrolment_id,
-                    DeviceLink.linked_at,
-                    DeviceLink.unlinked_at,
-                ).where(DeviceLink.device_id.in_(by_id))
-            ):
-                links[by_id[link.device_id]].append(link)
-        patient_ids = self._patients(s, {p.raw.patient for _, p in ready if p.raw.patient})
-        wanted_enrolments = {link.enrolment_id for ls in links.values() for link in ls}
-        locked = select(Enrolment).order_by(Enrolment.id)
-        conditions = []
-        if wanted_enrolments:
-            conditions.append(Enrolment.id.in_(wanted_enrolments))
-        if patient_ids:
-            conditions.append(Enrolment.patient_id.in_(set(patient_ids.values())))
-        enrolments: dict[str, Enrolment] = {}
-        if conditions:
-            # Locked in id order: two batches for one patient score one after the other.
-            for e in s.scalars(locked.where(or_(*conditions)).with_for_update()):
-                enrolments[e.id] = e
-        by_patient: dict[str, list[Enrolment]] = defaultdict(list)
-        for e in enrolments.values():
-            by_patient[e.patient_id].append(e)
-        owner_of: dict[int, str] = {}
-        for i, p in ready:
-            why, owner = self._owner(p, devices, links, patient_ids, by_patient, enrolments)
-            if owner is None:
-                refusals.append((i, why))
-            else:
-                owner_of[i] = owner
-        return enrolments, owner_of
-
-    @staticmethod
-    def _patients(s: Session, refs: set[str]) -> dict[str, str]:
-        """``nhs:...`` / ``local:...`` -> patient id, for those we know."""
-        nhs = {r.split(":", 1)[1].replace(" ", ""): r for r in refs if r.startswith("nhs:")}
-        local = {r.split(":", 1)[1]: r for r in refs if r.startswith("local:")}
-        found: dict[str, str] = {}
-        if nhs:
-            for pid, number in s.execute(
-                select(Patient.id, Patient.nhs_number).where(Patient.nhs_number.in_(nhs))
-            ):
-                found[nhs[str(number)]] = pid
-        if local:
-            for pid, lid in s.execute(
-                select(Patient.id, Patient.local_id).where(Patient.local_id.in_(local))
-            ):
-                found[local[str(lid)]] = pid
-        return found
-
-    @staticmethod
-    def _owner(
-        p: Prepared,
-        devices: Mapping[str, str],
-        links: Mapping[str, list[Any]],
-        patient_ids: Mapping[str, str],
-        by_patient: Mapping[str, list[Enrolment]],
-        enrolments: Mapping[str, Enrolment],
-    ) -> tuple[str, str | None]:
-        at = p.at
-        stamp = at.isoformat()
-        enrolment: Enrolment | None = None
-        if p.raw.device:
-            if p.raw.device not in devices:
-                return f"unknown device {p.raw.device!r}: register it first", None
-            link = next(
-                (
-                    k
-                    for k in links.get(p.raw.device, ())
-                    if k.linked_at <= at and (k.unlinked_at is None or at < k.unlinked_at)
-                ),
-                None,
-            )
-            if link is None:
-                return (
-                    f"device {p.raw.device} was not linked to a patient at {stamp}: the "
-                    "reading cannot be attributed to anyone",
-                    None,
-                )
-            enrolment = enrolments.get(link.enrolment_id)
-            if enrolment is None:  # pragma: no cover - the link's enrolment is always loaded
-                return f"device {p.raw.device} is linked to an unknown enrolment", None
-            if p.raw.patient:
-                pid = patient_ids.get(p.raw.patient)
-                if pid != enrolment.patient_id:
-                    return (
-                        f"device {p.raw.device} is linked to another patient than "
-                        f"{p.raw.patient}: refused rather than filed against the wrong one",
-                        None,
-                    )
-        else:
-            ref = p.raw.patient or ""
-            pid = patient_ids.get(ref)
-            if pid is None:
-                return f"no patient {ref} is known", None
-            enrolment = next(
-                (
-                    e
-                    for e in by_patient.get(pid, ())
-                    if e.enrolled_at <= at and (e.ended_at is None or at <= e.ended_at)
-                ),
-                None,
-            )
-            if enrolment is None:
-                return f"patient {ref} was not on a virtual ward at {stamp}", None
-        if at < enrolment.enrolled_at:
-            return f"reading at {stamp} is from before the patient was enrolled", None
-        if enrolment.ended_at is not None and at > enrolment.ended_at:
-            return f"reading at {stamp} is from after the patient left the virtual ward", None
-        return "", enrolment.id
 
     # --- storing -------------------------------------------------------------------------
 
@@ -387,17 +185,7 @@ class Ingestor:
         first: dict[str, int] = {}
         for n, row in enumerate(rows):
             first.setdefault(row["key"], n)
-        new_keys: set[str] = set()
-        unique_rows = [rows[n] for n in sorted(first.values())]
-        if _postgres(s):
-            new_keys.update(s.scalars(PG_READINGS, _columns(unique_rows, READING_COLUMNS)))
-        else:
-            insert_new = (
-                sqlite.insert(Reading)
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(Reading.key)
-            )
-            new_keys.update(s.scalars(insert_new, unique_rows))
+        new_keys = bulk.insert_readings(s, [rows[n] for n in sorted(first.values())])
         stored: list[tuple[int, Prepared, str]] = []
         for n, (i, p, e) in enumerate(keep):
             key = rows[n]["key"]
@@ -429,20 +217,7 @@ class Ingestor:
             }
             for (e, param), p in sorted(newest.items())
         ]
-        if _postgres(s):
-            s.execute(PG_LATEST, _columns(rows, LATEST_COLUMNS))
-            return
-        stmt = sqlite.insert(Latest)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["enrolment_id", "parameter"],
-            set_={
-                "value": stmt.excluded.value,
-                "text_value": stmt.excluded.text_value,
-                "at": stmt.excluded.at,
-            },
-            where=stmt.excluded.at >= Latest.at,
-        )
-        s.execute(stmt, rows)
+        bulk.upsert_latest(s, rows)
 
     def _devices(
         self,
@@ -459,21 +234,10 @@ class Ingestor:
             seen[b.device] = max(seen.get(b.device, b.at), b.at)
         if not seen:
             return
-        devices = table(Device)
-        s.connection().execute(
-            update(devices)
-            .where(devices.c.serial == bindparam("b_serial"))
-            .where(devices.c.last_seen_at.is_(None) | (devices.c.last_seen_at < bindparam("b_at")))
-            .values(last_seen_at=bindparam("b_at")),
-            [{"b_serial": k, "b_at": min(v, now)} for k, v in sorted(seen.items())],
-        )
+        bulk.mark_seen(s, [{"b_serial": k, "b_at": min(v, now)} for k, v in sorted(seen.items())])
         if batteries:
-            s.connection().execute(
-                update(devices)
-                .where(devices.c.serial == bindparam("b_serial"))
-                .where(devices.c.battery_at.is_(None) | (devices.c.battery_at <= bindparam("b_at")))
-                .values(battery_pct=bindparam("b_pct"), battery_at=bindparam("b_at")),
-                [{"b_serial": b.device, "b_pct": b.pct, "b_at": b.at} for b in batteries],
+            bulk.set_batteries(
+                s, [{"b_serial": b.device, "b_pct": b.pct, "b_at": b.at} for b in batteries]
             )
 
     @staticmethod
@@ -589,29 +353,8 @@ class Ingestor:
                 minutes = int(late[enrolment.id].total_seconds() // 60)
                 triggers.append(self.alerts.stale_trigger(f"readings arrived {minutes} min late"))
             self.alerts.raise_all(tx, enrolment, triggers, score_id, actor, result)
-        if _postgres(s):
-            s.execute(PG_ENROLMENTS, _enrolment_arrays(updates))
-        else:
-            self._update_enrolments(s, updates)
+        bulk.update_enrolments(s, updates)
         self.alerts.readings_arrived(tx, [e for e, _, _ in plans], actor)
-
-    @staticmethod
-    def _update_enrolments(s: Session, updates: list[dict[str, Any]]) -> None:
-        enrolments_t = table(Enrolment)
-        s.connection().execute(
-            update(enrolments_t)
-            .where(enrolments_t.c.id == bindparam("b_id"))
-            .values(
-                last_score_id=bindparam("b_score"),
-                last_score_at=bindparam("b_at"),
-                last_reading_at=bindparam("b_at"),
-                last_total=bindparam("b_total"),
-                last_partial_total=bindparam("b_partial"),
-                last_risk=bindparam("b_risk"),
-                recent_totals=bindparam("b_recent", type_=enrolments_t.c.recent_totals.type),
-            ),
-            updates,
-        )
 
     def _assemble(
         self, enrolment: Enrolment, values: Mapping[str, Any], set_at: datetime
@@ -649,11 +392,6 @@ class Ingestor:
             temperature=got.get("temperature"),
         )
         return obs, used, absent
-
-
-def table(model: Any) -> Table:
-    """The Core table of an ORM class (for executemany updates by a non-key column)."""
-    return cast(Table, model.__table__)
 
 
 def enrolments_of(s: Session, batteries: Sequence[Battery]) -> dict[str, Enrolment]:

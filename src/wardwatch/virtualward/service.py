@@ -3,6 +3,8 @@
 A virtual-ward place is a bed (``virtual``) in a virtual-ward site, so an enrolment is a
 stay in that place plus a monitoring plan: occupancy, SitReps and the event log count it
 like any other bed. Readings come in through :class:`~wardwatch.virtualward.ingest.Ingestor`.
+Device rules live in :mod:`~wardwatch.virtualward.devices` and alert triage in
+:mod:`~wardwatch.virtualward.triage`; this service keeps the public methods and delegates.
 """
 
 from __future__ import annotations
@@ -31,11 +33,10 @@ from wardwatch.tasks.models import Team
 from wardwatch.tasks.teams import team_for_site
 from wardwatch.virtualward import compact, views
 from wardwatch.virtualward.alerting import AlertChecker
+from wardwatch.virtualward.devices import DeviceRegistry
 from wardwatch.virtualward.ingest import Ingestor
 from wardwatch.virtualward.models import (
     Alert,
-    AlertNote,
-    Device,
     DeviceLink,
     Enrolment,
     Rejected,
@@ -56,6 +57,7 @@ from wardwatch.virtualward.schemas import (
     StepUpRequest,
     ThresholdsUpdate,
 )
+from wardwatch.virtualward.triage import Triage
 
 #: Bed events that take a patient out of a virtual-ward place, and why.
 LEAVING = {
@@ -83,6 +85,8 @@ class VirtualWardService:
         self.ingestor = Ingestor(db, clock, settings)
         self.writer = self.ingestor.alerts
         self.checker = AlertChecker(self.writer)
+        self.triage = Triage(db, clock, self.writer)
+        self.registry = DeviceRegistry(db, clock)
 
     # --- enrolment -----------------------------------------------------------------------
 
@@ -281,108 +285,32 @@ class VirtualWardService:
             )
         return self.get(enrolment_id)
 
-    # --- devices -------------------------------------------------------------------------
+    # --- devices (the rules live in devices.py; the enrolment's events are recorded here) ---
 
     def register_device(self, req: DeviceIn, actor: Actor) -> DeviceRead:
-        with self.db.transaction() as tx:
-            if tx.session.scalar(select(Device.id).where(Device.serial == req.serial)):
-                raise Conflict(f"device {req.serial} is already registered")
-            tx.session.add(
-                Device(
-                    id=new_id("dev"),
-                    serial=req.serial,
-                    kind=req.kind,
-                    model=req.model,
-                    registered_at=self.clock.now(),
-                    registered_by=actor.label,
-                )
-            )
-            tx.record(
-                "vw.device_registered",
-                at=self.clock.now(),
-                actor=actor,
-                data={"device": req.serial, "kind": req.kind},
-            )
-        return self.device(req.serial)
+        return self.registry.register(req, actor)
 
     def device(self, serial: str) -> DeviceRead:
-        with self.db.read() as s:
-            found = views.devices(s, serial=serial)
-        if not found:
-            raise NotFound(f"no device {serial}")
-        return found[0]
+        return self.registry.get(serial)
 
     def devices(self) -> list[DeviceRead]:
-        with self.db.read() as s:
-            return views.devices(s)
+        return self.registry.all()
 
     def link(self, enrolment_id: str, req: LinkRequest, actor: Actor) -> EnrolmentRead:
         with self.db.transaction() as tx:
             enrolment = self._open(tx.session, enrolment_id)
-            now = self.clock.now()
-            at = req.at or now
-            if at.tzinfo is None:
-                raise ValidationFailed("'at' must carry a time zone")
-            if at > now:
-                raise ValidationFailed("a device cannot be linked from a time in the future")
-            if at < enrolment.enrolled_at:
-                raise ValidationFailed("a device cannot be linked from before the enrolment")
+            at = self.registry.link_time(enrolment, req.at)
             self._link(tx, enrolment, req.serial, at, actor)
         return self.get(enrolment_id)
 
     def _link(self, tx: Tx, enrolment: Enrolment, serial: str, at: datetime, actor: Actor) -> None:
-        s = tx.session
-        device = s.scalar(select(Device).where(Device.serial == serial).with_for_update())
-        if device is None:
-            raise NotFound(f"no device {serial}: register it first")
-        if device.retired_at is not None:
-            raise Conflict(f"device {serial} is retired")
-        current = s.scalar(
-            select(DeviceLink).where(
-                DeviceLink.device_id == device.id, DeviceLink.unlinked_at.is_(None)
-            )
-        )
-        if current is not None:
-            who = "this patient" if current.enrolment_id == enrolment.id else "another patient"
-            raise Conflict(f"device {serial} is linked to {who}: unlink it first")
-        last_end = s.scalar(
-            select(DeviceLink.unlinked_at)
-            .where(DeviceLink.device_id == device.id)
-            .order_by(DeviceLink.unlinked_at.desc())
-            .limit(1)
-        )
-        if last_end is not None and at < last_end:
-            raise Conflict(
-                f"device {serial} was linked to someone until {last_end.isoformat()}: a new "
-                "link cannot start before that"
-            )
-        s.add(
-            DeviceLink(
-                id=new_id("dvl"),
-                device_id=device.id,
-                enrolment_id=enrolment.id,
-                linked_at=at,
-                linked_by=actor.label,
-            )
-        )
+        self.registry.link(tx.session, enrolment, serial, at, actor)
         self._log(tx, enrolment, "vw.device_linked", actor, data={"device": serial})
 
     def unlink(self, enrolment_id: str, serial: str, actor: Actor) -> EnrolmentRead:
         with self.db.transaction() as tx:
-            s = tx.session
-            enrolment = self._get(s, enrolment_id)
-            link = s.scalar(
-                select(DeviceLink)
-                .join(Device, Device.id == DeviceLink.device_id)
-                .where(
-                    Device.serial == serial,
-                    DeviceLink.enrolment_id == enrolment_id,
-                    DeviceLink.unlinked_at.is_(None),
-                )
-            )
-            if link is None:
-                raise NotFound(f"device {serial} is not linked to this patient")
-            link.unlinked_at, link.unlinked_by = self.clock.now(), actor.label
+            enrolment = self._get(tx.session, enrolment_id)
+            self.registry.unlink(tx.session, enrolment, serial, actor)
             self._log(tx, enrolment, "vw.device_unlinked", actor, data={"device": serial})
         return self.get(enrolment_id)
 
@@ -466,80 +394,23 @@ class VirtualWardService:
         return found[0]
 
     def acknowledge(self, alert_id: str, actor: Actor, version: int | None = None) -> AlertRead:
-        def step(alert: Alert, now: datetime) -> str:
-            if alert.status != "new":
-                raise Conflict(f"alert is already {alert.status}")
-            alert.status = "acknowledged"
-            alert.acknowledged_at, alert.acknowledged_by = now, actor.label
-            alert.next_escalation_at = None
-            return "acknowledged"
-
-        return self._triage(alert_id, actor, step, version=version)
+        self.triage.acknowledge(alert_id, actor, version)
+        return self.alert(alert_id)
 
     def act(
         self, alert_id: str, req: AlertActionIn, actor: Actor, version: int | None = None
     ) -> AlertRead:
-        def step(alert: Alert, now: datetime) -> str:
-            if alert.status == "new":
-                raise Conflict("acknowledge the alert before recording what was done")
-            if alert.status == "resolved":
-                raise Conflict("alert is already resolved")
-            alert.status = "actioned"
-            alert.action, alert.action_reason = req.action, req.reason
-            alert.actioned_at, alert.actioned_by = now, actor.label
-            return "actioned"
-
-        text = req.action.replace("_", " ") + (f": {req.reason}" if req.reason else "")
-        return self._triage(alert_id, actor, step, text, version=version)
+        self.triage.act(alert_id, req, actor, version)
+        return self.alert(alert_id)
 
     def resolve(
         self, alert_id: str, note: str | None, actor: Actor, version: int | None = None
     ) -> AlertRead:
-        def step(alert: Alert, now: datetime) -> str:
-            if alert.status == "resolved":
-                raise Conflict("alert is already resolved")
-            if alert.status != "actioned" and alert.grp not in ("missed", "battery", "stale"):
-                raise Conflict(
-                    "record what was done (called patient, home visit, escalated, or no action "
-                    "with a reason) before resolving"
-                )
-            alert.status = "resolved"
-            alert.resolved_at, alert.resolved_by = now, actor.label
-            alert.next_escalation_at = None
-            return "resolved"
-
-        return self._triage(alert_id, actor, step, note, version=version)
+        self.triage.resolve(alert_id, note, actor, version)
+        return self.alert(alert_id)
 
     def note(self, alert_id: str, text: str, actor: Actor) -> AlertRead:
-        return self._triage(alert_id, actor, lambda alert, now: "note", text)
-
-    def _triage(
-        self,
-        alert_id: str,
-        actor: Actor,
-        step: Any,
-        text: str | None = None,
-        *,
-        version: int | None = None,
-    ) -> AlertRead:
-        """One triage step, under the alert's row lock. With ``version`` (what the person saw)
-        a step on an alert that has moved on since is refused, naming who moved it."""
-        with self.db.transaction() as tx:
-            alert = tx.session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
-            if alert is None:
-                raise NotFound(f"no alert {alert_id}")
-            if version is not None and alert.version != version:
-                last = tx.session.scalar(
-                    select(AlertNote)
-                    .where(AlertNote.alert_id == alert_id)
-                    .order_by(AlertNote.id.desc())
-                    .limit(1)
-                )
-                who = f" ({last.what} by {last.by})" if last else ""
-                raise Conflict(f"the alert changed since you saw it{who}: reload and check")
-            enrolment = self._get(tx.session, alert.enrolment_id)
-            what = step(alert, self.clock.now())
-            self.writer.log(tx, alert, enrolment, what, actor, text)
+        self.triage.note(alert_id, text, actor)
         return self.alert(alert_id)
 
     def receive_compact(self, body: bytes | str, source: str, actor: Actor) -> dict[str, Any]:
