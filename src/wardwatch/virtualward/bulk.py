@@ -37,7 +37,7 @@ READING_COLUMNS = (
 LATEST_COLUMNS = READING_COLUMNS[1:6]
 
 
-def _unnest(table: str, columns: Sequence[tuple[str, str]]) -> str:
+def insert_from_json(table: str, columns: Sequence[tuple[str, str]]) -> str:
     """INSERT of a JSON array of rows: one text parameter, dumped by the C json encoder and
     read by PostgreSQL's C parser (array parameters are dumped element by element in Python)."""
     names = ", ".join(name for name, _ in columns)
@@ -49,10 +49,10 @@ def _unnest(table: str, columns: Sequence[tuple[str, str]]) -> str:
 
 
 PG_READINGS = text(
-    _unnest("vw_readings", READING_COLUMNS) + " ON CONFLICT (key) DO NOTHING RETURNING key"
+    insert_from_json("vw_readings", READING_COLUMNS) + " ON CONFLICT (key) DO NOTHING RETURNING key"
 )
 PG_LATEST = text(
-    _unnest("vw_latest", LATEST_COLUMNS)
+    insert_from_json("vw_latest", LATEST_COLUMNS)
     + " ON CONFLICT (enrolment_id, parameter) DO UPDATE SET value = excluded.value,"
     " text_value = excluded.text_value, at = excluded.at WHERE excluded.at >= vw_latest.at"
 )
@@ -78,16 +78,21 @@ def _enrolment_arrays(updates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return arrays
 
 
-def _columns(
+def json_rows(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
 ) -> dict[str, Any]:
-    """``rows`` as the one JSON parameter of an :func:`_unnest` statement."""
-    names = [name for name, _ in columns]
-    return {"rows": json.dumps([{n: _plain(row[n]) for n in names} for row in rows])}
+    """``rows`` as the one JSON parameter of an :func:`insert_from_json` statement (keys other than
+    ``columns`` are ignored by ``json_to_recordset``; times become ISO 8601 with their zone)."""
+    missing = {name for name, _ in columns} - set(rows[0]) if rows else set()
+    if missing:
+        raise ValueError(f"rows lack {sorted(missing)}")
+    return {"rows": json.dumps(rows, default=_iso)}
 
 
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be sent as JSON")
 
 
 def _postgres(s: Session) -> bool:
@@ -106,7 +111,7 @@ def insert_readings(s: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Insert reading rows (one per key) unless their key is already stored; the keys that
     were new, so a resend is told apart from a first delivery."""
     if _postgres(s):
-        return set(s.scalars(PG_READINGS, _columns(rows, READING_COLUMNS)))
+        return set(s.scalars(PG_READINGS, json_rows(rows, READING_COLUMNS)))
     insert_new = (
         sqlite.insert(Reading).on_conflict_do_nothing(index_elements=["key"]).returning(Reading.key)
     )
@@ -117,7 +122,7 @@ def upsert_latest(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Each (enrolment, parameter)'s newest value: a row older than the stored one (a late
     reading) leaves it alone."""
     if _postgres(s):
-        s.execute(PG_LATEST, _columns(rows, LATEST_COLUMNS))
+        s.execute(PG_LATEST, json_rows(rows, LATEST_COLUMNS))
         return
     stmt = sqlite.insert(Latest)
     stmt = stmt.on_conflict_do_update(
