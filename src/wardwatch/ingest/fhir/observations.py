@@ -62,6 +62,8 @@ from wardwatch.ingest.fhir import resources as fr
 from wardwatch.ingest.fhir.routes import (
     FhirResponse,
     NotSupported,
+    PatientReader,
+    Reader,
     SearchError,
     _base,
     _check_format,
@@ -95,8 +97,6 @@ from wardwatch.virtualward.vitals import LOINC, PANELS
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 
 Sender = Annotated[Principal, principal_for(P.VITALS_SEND)]
-PatientReader = Annotated[Principal, principal_for(P.PATIENTS_READ)]
-Reader = Annotated[Principal, principal_for(P.CAPACITY_READ)]
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -312,9 +312,37 @@ window.WardWatchCommon = (() => {
     };
   }
 
+  /**
+   * A page's live status from its stream state (`state.live` from LiveStream, `stopped`,
+   * `failingSince`): what the header says and whether the figures may no longer be current
+   * (the stream down, or fetches failing, for longer than `staleAfterMs`).
+   */
+  function liveStatus(state, staleAfterMs, offline = 'Not live') {
+    const live = state.live || { connected: false, everConnected: false, downSince: null };
+    const now = Date.now();
+    const downFor = live.downSince === null ? 0 : now - live.downSince;
+    let st;
+    let text;
+    if (state.stopped) { st = 'disconnected'; text = offline; }
+    else if (live.connected) { st = 'live'; text = 'Live'; }
+    else if (downFor > staleAfterMs) { st = 'disconnected'; text = offline; }
+    else if (!live.everConnected) { st = 'connecting'; text = 'Connecting…'; }
+    else { st = 'reconnecting'; text = 'Reconnecting…'; }
+    const failingFor = state.failingSince === null ? 0 : now - state.failingSince;
+    const stale = !state.stopped && (
+      (!live.connected && downFor > staleAfterMs) || failingFor > staleAfterMs);
+    return { state: st, text, stale };
+  }
+
+  /** Show a liveStatus() in the header element (touching the DOM only when it changes). */
+  function showLiveStatus(el, status) {
+    if (el.dataset.state !== status.state) el.dataset.state = status.state;
+    if (el.textContent !== status.text) el.textContent = status.text;
+  }
+
   return {
     h, ApiError, errorMessage, api, isAuthError,
     tokenFromHash, savedToken, saveToken, forgetToken,
-    SseParser, LiveStream, refresher,
+    SseParser, LiveStream, refresher, liveStatus, showLiveStatus,
   };
 })();

@@ -318,25 +318,13 @@
   /** Header status, stale banner and "Updated" time; runs every second and on changes. */
   function renderStatus() {
     const el = $('live-status');
-    const live = state.live || { connected: false, everConnected: false, downSince: null };
-    const now = Date.now();
-    const downFor = live.downSince === null ? 0 : now - live.downSince;
-    let st;
-    let text;
-    if (state.stopped) { st = 'disconnected'; text = 'Not live'; }
-    else if (live.connected) { st = 'live'; text = 'Live'; }
-    else if (downFor > STALE_AFTER_MS) { st = 'disconnected'; text = 'Not live'; }
-    else if (!live.everConnected) { st = 'connecting'; text = 'Connecting…'; }
-    else { st = 'reconnecting'; text = 'Reconnecting…'; }
-    if (el.dataset.state !== st) el.dataset.state = st;
-    if (el.textContent !== text) el.textContent = text;
+    const status = C.liveStatus(state, STALE_AFTER_MS);
+    C.showLiveStatus(el, status);
     el.hidden = !state.team || $('queue-view').hidden;
 
     $('updated').textContent = state.lastUpdate
       ? `Updated ${londonSeconds.format(state.lastUpdate)}` : 'Updated —';
-    const failingFor = state.failingSince === null ? 0 : now - state.failingSince;
-    const stale = !state.stopped && (
-      (!live.connected && downFor > STALE_AFTER_MS) || failingFor > STALE_AFTER_MS);
+    const stale = status.stale;
     $('stale-banner').hidden = !stale;
     if (stale) {
       $('stale-text').textContent = state.lastUpdate
