@@ -23,6 +23,7 @@ from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
 from wardwatch.core.errors import Unauthorized, WardWatchError
 from wardwatch.flow.routes import router as flow_router
+from wardwatch.frontdoor.routes import router as frontdoor_router
 from wardwatch.ingest.fhir.observations import router as fhir_observations_router
 from wardwatch.ingest.fhir.routes import error_response as fhir_error
 from wardwatch.ingest.fhir.routes import is_fhir_path
@@ -58,8 +59,8 @@ async def _purge_hl7(runtime: Runtime) -> None:
 
 
 async def _escalate(runtime: Runtime) -> None:
-    """Raise due task escalations and virtual-ward alert escalations and missed readings,
-    every ``escalation_interval_seconds``."""
+    """Raise due task escalations, virtual-ward alert escalations and missed readings, and
+    ambulance delay alerts, every ``escalation_interval_seconds``."""
     while True:
         try:
             raised = await asyncio.to_thread(runtime.tasks.escalate_due)
@@ -73,6 +74,12 @@ async def _escalate(runtime: Runtime) -> None:
                 log.info("virtual-ward alerts raised or escalated: %d", len(alerts))
         except Exception:
             log.exception("virtual-ward alert check failed")
+        try:
+            delayed = await asyncio.to_thread(runtime.frontdoor.check_delays)
+            for h in delayed:
+                log.info("ambulance %s at %s waiting %s min", h.incident, h.site, h.minutes)
+        except Exception:
+            log.exception("ambulance handover delay check failed")
         await asyncio.sleep(runtime.settings.escalation_interval_seconds)
 
 
@@ -159,6 +166,7 @@ def create_app(
     app.include_router(flow_router)
     app.include_router(kpi_router)
     app.include_router(vw_router)
+    app.include_router(frontdoor_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 

@@ -7,6 +7,7 @@ from wardwatch.db.audit import AuditEntry
 from wardwatch.db.base import Base
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.flow.models import BedRequest
+from wardwatch.frontdoor.models import Attendance, Handover, OpelLevel
 from wardwatch.ingest.hl7v2.models import Hl7Message, Hl7PatientClock
 from wardwatch.notify.models import Notification
 from wardwatch.tasks.models import Escalation, Task, Team
@@ -26,6 +27,7 @@ __all__ = [
     "Alert",
     "AlertNote",
     "ApiToken",
+    "Attendance",
     "AuditEntry",
     "Base",
     "Bed",
@@ -35,11 +37,13 @@ __all__ = [
     "Enrolment",
     "Escalation",
     "EventRecord",
+    "Handover",
     "HealthSystem",
     "Hl7Message",
     "Hl7PatientClock",
     "Latest",
     "Notification",
+    "OpelLevel",
     "Patient",
     "PendingMove",
     "Reading",

@@ -15,6 +15,7 @@ class Role(StrEnum):
     INTEGRATION = "integration"
     READ_ONLY = "read-only"
     DEVICE = "device"  # a wearable gateway or patient app: sends readings, reads nothing
+    AMBULANCE = "ambulance"  # an ambulance service's feed: pre-alerts, arrivals, handovers
 
 
 class Permission(StrEnum):
@@ -31,12 +32,14 @@ class Permission(StrEnum):
     TASKS_MANAGE = "tasks:manage"  # create, cancel, reprioritise tasks; teams; escalations
     VITALS_SEND = "vitals:send"  # post readings (devices, gateways, integration engines)
     VW_CARE = "virtualward:care"  # enrol, plans, thresholds, scale, devices, triage alerts
+    HANDOVERS_WRITE = "handovers:write"  # ambulance pre-alert, arrival, handover, clear
+    ED_WRITE = "ed:write"  # ED attendances: arrival, decision to admit, departure
 
 
 P = Permission
 _READ = {P.CAPACITY_READ}
 _CLINICAL = {P.CAPACITY_READ, P.PATIENTS_READ, P.PATIENTS_WRITE, P.BEDS_WRITE, P.BEDS_CLEAN}
-_COORDINATING = _CLINICAL | {P.TASKS_WORK, P.TASKS_MANAGE}
+_COORDINATING = _CLINICAL | {P.TASKS_WORK, P.TASKS_MANAGE, P.HANDOVERS_WRITE, P.ED_WRITE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
@@ -45,7 +48,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.HOUSEKEEPING: frozenset(_READ | {P.BEDS_CLEAN, P.TASKS_WORK}),
     Role.PORTER: frozenset(_READ | {P.TASKS_WORK}),
     Role.CLINICIAN: frozenset(_READ | {P.PATIENTS_READ, P.VW_CARE}),
-    Role.INTEGRATION: frozenset(_CLINICAL | {P.FEEDS_ADMIN, P.NOTIFY_ADMIN, P.VITALS_SEND}),
+    Role.INTEGRATION: frozenset(
+        _CLINICAL | {P.FEEDS_ADMIN, P.NOTIFY_ADMIN, P.VITALS_SEND, P.HANDOVERS_WRITE, P.ED_WRITE}
+    ),
     Role.READ_ONLY: frozenset(_READ),
     Role.DEVICE: frozenset({P.VITALS_SEND}),
+    Role.AMBULANCE: frozenset(_READ | {P.HANDOVERS_WRITE}),
 }

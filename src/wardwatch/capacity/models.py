@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -29,6 +30,8 @@ class HealthSystem(Base):
     occupancy_target: Mapped[float] = mapped_column(Float, default=0.92)
     # Bumped whenever sites, wards or beds change, so readers can cache the structure.
     structure_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The OPEL parameters, weights and cut-offs every acute site uses unless it has its own.
+    opel: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Site(Base):
@@ -42,6 +45,8 @@ class Site(Base):
     lon: Mapped[float | None] = mapped_column(Float, nullable=True)
     # The facility code the PAS sends in PV1-3.4 (HL7 feeds); defaults to the site code.
     pas_facility: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # This site's own OPEL parameters (overrides the system's), from the system file.
+    opel: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     wards: Mapped[list[Ward]] = relationship(back_populates="site", order_by="Ward.code")
 

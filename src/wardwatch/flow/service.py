@@ -61,6 +61,12 @@ class FlowService:
     # --- requests -------------------------------------------------------------------------
 
     def create(self, req: BedRequestCreate, actor: Actor) -> BedRequestRead:
+        with self.db.transaction() as tx:
+            row = self.add(tx, req, actor)
+        return self.get(row.id)
+
+    def add(self, tx: Tx, req: BedRequestCreate, actor: Actor) -> BedRequest:
+        """Queue a bed request inside the caller's transaction (e.g. an ED decision to admit)."""
         now = self.clock.now()
         decided = req.decided_at or now
         if decided > now + timedelta(minutes=1):
@@ -69,41 +75,40 @@ class FlowService:
             raise ValidationFailed(
                 f"decided_at is more than {MAX_WAIT.days} days ago: check the date"
             )
-        with self.db.transaction() as tx:
-            s = tx.session
-            site = s.scalars(select(Site).where(Site.code == req.site)).first()
-            if site is None:
-                raise NotFound(f"no site with code {req.site!r}")
-            patient, stay = self._who(s, req)
-            busy = s.scalar(
-                select(BedRequest.id).where(
-                    BedRequest.patient_id == patient.id, BedRequest.status.in_(OPEN_REQUEST)
-                )
+        s = tx.session
+        site = s.scalars(select(Site).where(Site.code == req.site)).first()
+        if site is None:
+            raise NotFound(f"no site with code {req.site!r}")
+        patient, stay = self._who(s, req)
+        busy = s.scalar(
+            select(BedRequest.id).where(
+                BedRequest.patient_id == patient.id, BedRequest.status.in_(OPEN_REQUEST)
             )
-            if busy:
-                raise Conflict(f"this patient already has an open bed request ({busy})")
-            row = BedRequest(
-                id=new_id("breq"),
-                patient_id=patient.id,
-                stay_id=stay.id if stay else None,
-                source="transfer" if stay and req.source == "ed" else req.source,
-                site_id=site.id,
-                specialty=req.specialty,
-                sex=patient.sex,
-                age_group=req.age_group,
-                isolation=req.isolation,
-                priority=req.priority,
-                from_location=req.from_location,
-                decided_at=decided,
-                created_at=now,
-                created_by=actor.label,
-                status="waiting",
-            )
-            s.add(row)
-            self._log(tx, row, "bed_request.created", actor, site=site)
-            self.reprioritise(tx, site.id, actor)
-            tx.audit(at=now, actor=actor, action="create", resource="bed_request", ids=[row.id])
-        return self.get(row.id)
+        )
+        if busy:
+            raise Conflict(f"this patient already has an open bed request ({busy})")
+        row = BedRequest(
+            id=new_id("breq"),
+            patient_id=patient.id,
+            stay_id=stay.id if stay else None,
+            source="transfer" if stay and req.source == "ed" else req.source,
+            site_id=site.id,
+            specialty=req.specialty,
+            sex=patient.sex,
+            age_group=req.age_group,
+            isolation=req.isolation,
+            priority=req.priority,
+            from_location=req.from_location,
+            decided_at=decided,
+            created_at=now,
+            created_by=actor.label,
+            status="waiting",
+        )
+        s.add(row)
+        self._log(tx, row, "bed_request.created", actor, site=site)
+        self.reprioritise(tx, site.id, actor)
+        tx.audit(at=now, actor=actor, action="create", resource="bed_request", ids=[row.id])
+        return row
 
     def _who(self, s: Session, req: BedRequestCreate) -> tuple[Patient, Stay | None]:
         if req.stay_id is not None:
@@ -205,11 +210,18 @@ class FlowService:
             row = self._lock(tx.session, request_id)
             if row.status not in OPEN_REQUEST:
                 raise Conflict(f"bed request {row.id} is already {row.status}")
-            self._release(tx, row, actor, f"request cancelled: {reason}")
-            row.status, row.cancelled_at, row.cancel_reason = "cancelled", self.clock.now(), reason
-            self._log(tx, row, "bed_request.cancelled", actor, extra={"reason": reason})
-            self.reprioritise(tx, row.site_id, actor)
+            self.cancel_in(tx, row, reason, actor)
         return self.get(request_id)
+
+    def cancel_in(self, tx: Tx, row: BedRequest, reason: str, actor: Actor) -> None:
+        """Cancel an open request inside the caller's transaction."""
+        self._release(tx, row, actor, f"request cancelled: {reason}")
+        row.status, row.cancelled_at, row.cancel_reason = "cancelled", self.clock.now(), reason
+        self._log(tx, row, "bed_request.cancelled", actor, extra={"reason": reason})
+        self.reprioritise(tx, row.site_id, actor)
+
+    def lock(self, s: Session, request_id: str) -> BedRequest:
+        return self._lock(s, request_id)
 
     def _release(self, tx: Tx, row: BedRequest, actor: Actor, why: str) -> None:
         """Give back the reserved bed and stop the porters (a request leaving 'allocated')."""

@@ -265,6 +265,12 @@ rules:
     on: [alert.escalated]
     when: {level: 2}
     notify: ["feed:role:control-centre"]
+  - name: ambulance crew waiting (30 min, 45 min release)
+    on: [handover.delayed]
+    notify: ["feed:role:control-centre", "feed:site:{site}"]
+  - name: OPEL level changed
+    on: [opel.changed]
+    notify: ["feed:role:control-centre"]
 """
 
 

@@ -40,6 +40,15 @@ BODY_FIELDS = (
     "due_at",
     "from_state",
     "to_state",
+    "handover",
+    "incident",
+    "vehicle",
+    "minutes",
+    "waited",
+    "release",
+    "scope",
+    "previous",
+    "score",
 )
 FEED = "feed"
 EMAIL_CHANNEL = "email"

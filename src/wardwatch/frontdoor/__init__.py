@@ -1,0 +1,1 @@
+"""The front door: ambulance handovers, ED attendances, OPEL and the daily report."""
