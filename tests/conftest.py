@@ -32,6 +32,7 @@ from wardwatch.runtime import Runtime
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOADS = Path(__file__).parent / "payloads"
 SMALL_SYSTEM = PAYLOADS / "small-system.yaml"
+FRONT_DOOR_SYSTEM = Path(__file__).parent / "payloads" / "front-door-system.yaml"
 EXAMPLE_SYSTEM = ROOT / "examples" / "kent-medway.yaml"
 START = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 PG_ENV = "WARDWATCH_TEST_POSTGRES_URL"
@@ -136,6 +137,13 @@ def rt(engine: Engine, clock: ManualClock, tmp_path: Path) -> Iterator[Runtime]:
 def small(rt: Runtime) -> Runtime:
     """The runtime with the small test system loaded."""
     rt.system.load(load_system_file(SMALL_SYSTEM), SYSTEM)
+    return rt
+
+
+@pytest.fixture
+def fd(rt: Runtime) -> Runtime:
+    """The runtime with three acute front doors (BUSY, NEAR, FAR) and a community site."""
+    rt.system.load(load_system_file(FRONT_DOOR_SYSTEM), SYSTEM)
     return rt
 
 
