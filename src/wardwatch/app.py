@@ -23,6 +23,8 @@ from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
 from wardwatch.core.errors import Unauthorized, WardWatchError
 from wardwatch.flow.routes import router as flow_router
+from wardwatch.frontdoor.opel_routes import router as opel_router
+from wardwatch.frontdoor.report_routes import router as report_router
 from wardwatch.frontdoor.routes import router as frontdoor_router
 from wardwatch.ingest.fhir.observations import router as fhir_observations_router
 from wardwatch.ingest.fhir.routes import error_response as fhir_error
@@ -59,8 +61,8 @@ async def _purge_hl7(runtime: Runtime) -> None:
 
 
 async def _escalate(runtime: Runtime) -> None:
-    """Raise due task escalations, virtual-ward alert escalations and missed readings, and
-    ambulance delay alerts, every ``escalation_interval_seconds``."""
+    """Raise due task escalations, virtual-ward alert escalations and missed readings,
+    ambulance delay alerts and OPEL level changes, every ``escalation_interval_seconds``."""
     while True:
         try:
             raised = await asyncio.to_thread(runtime.tasks.escalate_due)
@@ -80,6 +82,11 @@ async def _escalate(runtime: Runtime) -> None:
                 log.info("ambulance %s at %s waiting %s min", h.incident, h.site, h.minutes)
         except Exception:
             log.exception("ambulance handover delay check failed")
+        try:
+            for change in await asyncio.to_thread(runtime.opel.check):
+                log.info("OPEL %s", change.summary)
+        except Exception:
+            log.exception("OPEL check failed")
         await asyncio.sleep(runtime.settings.escalation_interval_seconds)
 
 
@@ -167,6 +174,8 @@ def create_app(
     app.include_router(kpi_router)
     app.include_router(vw_router)
     app.include_router(frontdoor_router)
+    app.include_router(opel_router)
+    app.include_router(report_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 

@@ -19,6 +19,7 @@ from wardwatch.capacity.states import BedState
 from wardwatch.capacity.system import load_system_file
 from wardwatch.clikit import CLI_ACTOR, err, fail, out, runtime
 from wardwatch.core.errors import NotFound, ValidationFailed, WardWatchError
+from wardwatch.frontdoor.opel_cli import opel_app
 from wardwatch.kpi.cli import report_app
 from wardwatch.notify.cli import notify_app
 from wardwatch.runtime import Runtime
@@ -51,6 +52,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(teams_app, name="teams")
 app.add_typer(vw_app, name="vw")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(opel_app, name="opel")
 
 GRACE_SECONDS = 3  # live streams never end by themselves: do not wait for them at shutdown
 

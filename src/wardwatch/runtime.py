@@ -16,6 +16,7 @@ from wardwatch.core.clock import Clock, SystemClock
 from wardwatch.db import migrate
 from wardwatch.db.session import Database, make_engine
 from wardwatch.flow.service import FlowService
+from wardwatch.frontdoor.opel import OpelService
 from wardwatch.frontdoor.service import FrontDoor
 from wardwatch.ingest.hl7v2.service import Hl7Service
 from wardwatch.kpi.service import KpiService
@@ -55,6 +56,7 @@ class Runtime:
         self.db.react(self.virtualward.on_record)
         self.frontdoor = FrontDoor(self.db, self.clock, self.flow, timezone=self.settings.timezone)
         self.db.react(self.frontdoor.ed.on_record)
+        self.opel = OpelService(self.db, self.clock, self.occupancy, self.frontdoor)
         self.kpi = KpiService(self.db, self.clock, timezone=self.settings.timezone)
         self.hl7 = Hl7Service(
             self.db,

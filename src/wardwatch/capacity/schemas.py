@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from wardwatch.capacity.states import BedState
 from wardwatch.core.schemas import StrictRequest as _Strict
+from wardwatch.frontdoor.opel_config import OpelConfig
 
 SiteKind = Literal["acute", "community", "care_home", "virtual_ward"]
 WardKind = Literal["core", "escalation"]
@@ -58,12 +59,22 @@ class SiteSpec(_Strict):
         default=None, max_length=40, description="PV1-3.4 the PAS uses (default: the code)"
     )
     wards: list[WardSpec] = Field(default_factory=list)
+    #: This site's own OPEL settings, replacing the system's (acute sites only).
+    opel: OpelConfig | None = None
+
+    @model_validator(mode="after")
+    def _opel_for_acute(self) -> SiteSpec:
+        if self.opel is not None and self.kind != "acute":
+            raise ValueError(f"opel: OPEL is computed for acute sites only, not a {self.kind}")
+        return self
 
 
 class SystemInfo(_Strict):
     code: str = Code
     name: str = Field(min_length=1, max_length=200)
     occupancy_target: float = Field(default=0.92, gt=0, le=1)
+    #: The OPEL settings of every acute site without its own (built-in default if absent).
+    opel: OpelConfig | None = None
 
 
 class SystemSpec(_Strict):

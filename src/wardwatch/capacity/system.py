@@ -185,6 +185,7 @@ class SystemService:
             lon=site.lon,
             pas_facility=site.pas_facility,
             wards=[WardSpec(**req.model_dump(exclude={"site"}))],
+            opel=site.opel,  # the stored settings, validated again
         )
         self.load_fragment(sites=[spec], actor=actor)
         return self.get_ward(req.code)
@@ -240,6 +241,7 @@ class SystemService:
                 "code": system.code,
                 "name": system.name,
                 "occupancy_target": system.occupancy_target,
+                "opel": system.opel,  # kept: a fragment must not reset the OPEL settings
             }
         spec = validate_system({"system": info, "sites": [x.model_dump() for x in sites]})
         self.load(spec, actor)
