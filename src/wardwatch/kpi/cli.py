@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,9 @@ from rich.table import Table
 
 from wardwatch.clikit import err, fail, out, runtime
 from wardwatch.core.errors import WardWatchError
+from wardwatch.frontdoor.daily import DailyReport
+from wardwatch.frontdoor.daily_render import to_csv, to_html
+from wardwatch.frontdoor.days import local_day
 from wardwatch.kpi.chart import turnaround_png
 
 TEXT = ("site", "ward", "day", "team", "kind", "scope")
@@ -118,3 +122,35 @@ def bed_waits(
     """Minutes from the decision to admit to a bed allocated and to arrival."""
     rows = _run(lambda rt: rt.kpi.bed_waits(_aware(since, rt.kpi.tz), _aware(until, rt.kpi.tz), by))
     _emit(rows, fmt, output, f"Decision to admit → bed, by {by}")
+
+
+@report_app.command("daily")
+def daily(
+    day: Annotated[
+        datetime | None,
+        typer.Option("--day", formats=["%Y-%m-%d"], help="local day (default: today)"),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json, csv or html")] = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to a file")] = None,
+) -> None:
+    """The daily report: beds, occupancy, handovers, ED, DTA waits, long stays, OPEL."""
+    renderers: dict[str, Callable[[dict[str, Any]], str]] = {
+        "json": lambda r: json.dumps(r, indent=2) + "\n",
+        "csv": to_csv,
+        "html": to_html,
+    }
+    if fmt not in renderers:
+        raise typer.BadParameter("--format must be json, csv or html")
+    rt = runtime()
+    try:
+        when = day.date() if day else local_day(rt.clock.now(), rt.frontdoor.tz)
+        text = renderers[fmt](DailyReport.of(rt).build(when))
+    except WardWatchError as exc:
+        raise fail(exc) from None
+    finally:
+        rt.close()
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
