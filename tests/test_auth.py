@@ -26,6 +26,7 @@ PUBLIC = {
     "/docs/oauth2-redirect",
     "/tasks",
     "/virtual-ward",  # the page itself holds no data: its API calls carry the token
+    "/handovers",
 }
 
 

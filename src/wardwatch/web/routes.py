@@ -31,3 +31,10 @@ def caseload_page() -> HTMLResponse:
     """The virtual-ward team's caseload, most at risk first, with trends and alert triage:
     ``/virtual-ward?ward=CODE&team=CODE#token=…`` (both filters optional)."""
     return _page("caseload.html")
+
+
+@router.get("/handovers", response_class=HTMLResponse)
+def handover_board() -> HTMLResponse:
+    """The live ambulance handover board, for the control centre's wall screen and a bed
+    manager's laptop: ``/handovers#token=…`` (a read-only token is enough)."""
+    return _page("handovers.html")
