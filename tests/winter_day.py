@@ -224,3 +224,138 @@ def _msg(kind: str, incident: str, when: datetime, **extra: str) -> HandoverMess
     return HandoverMessage.model_validate(
         {"type": kind, "service": "SECAMB", "incident": incident, "at": when, **extra}
     )
+
+
+# --- beds and OPEL ---------------------------------------------------------------------------
+# BUSY has 24 open G&A beds (AMU 10, MED 10, escalation ward 4, all open). At 10:00 on the
+# 5th, 20 patients are in (AMU and MED full); two of them have been ready to leave since the
+# 5th (no criteria to reside). The four ED admissions then take the escalation beds: 21 in
+# from 00:30 on the 6th, 22 from 11:00, 23 from 12:00 and 24 (full) from 23:30.
+PRELOAD = [f"BUSY-AMU-{i:02d}" for i in range(1, 11)] + [f"BUSY-MED-{i:02d}" for i in range(1, 11)]
+READY = 2
+OPEL_EVERY = timedelta(minutes=15)
+
+# Moments worked through by hand with the default OPEL settings (weights: occupancy 25,
+# mean handover 20, DTA > 4 h 15, in ED > 12 h 15, no criteria to reside 15, escalation beds
+# 10; thresholds start bands 2/3/4 at occupancy 92/95/98 %, handover 15/30/45 min, DTA > 4 h
+# 2/5/10, ED > 12 h 1/3/6, NCTR 10/15/20 %, escalation beds 1/5/10; band b is worth
+# (b - 1)/3 * 100 points; a parameter with no value is left out; OPEL 2/3/4 from 20/45/70;
+# a level drops only 5 points below its cut-off):
+#
+# 6 Jan 09:00: occupancy 21/24 = 87.5 % (band 1); crews in the last 4 h: 08:10, 10 min
+#   (band 1); DTA > 4 h: E02 = 1 (band 1); in ED > 12 h: E02 (13 h) = 1 (band 2); NCTR
+#   2/21 = 9.5 % (band 1); escalation beds 4 (band 2). Score (15 + 10) * 33.3 / 100 = 8.3.
+# 6 Jan 18:00: occupancy 23/24 = 95.8 % (band 3); crews since 14:00: 35 40 50 55 65 70,
+#   90 (16:30, handed over at 18:00) and 15 so far (17:45): 420/8 = 52.5 (band 4); DTA > 4 h: E07
+#   (5 h) = 1 (band 1); ED > 12 h: 0; NCTR 2/23 = 8.7 % (band 1); escalation 4 (band 2).
+#   Score (25 * 66.7 + 20 * 100 + 10 * 33.3) / 100 = 40.0 → OPEL 2.
+# 6 Jan 20:00: as 18:00 but DTA > 4 h: E07 (7 h) and E09 (5 h) = 2 (band 2) and crews since
+#   16:00: 70, 90, 29 → 63 (band 4). Score 40 + 15 * 33.3 / 100 = 45.0 → OPEL 3.
+# 6 Jan 21:00: crews since 17:00: 29 (band 2). Score (1666.7 + 666.7 + 500 + 333.3) / 100
+#   = 31.7: below 45 - 5, so down to OPEL 2.
+HAND_WORKED = {
+    at(6, "09:00"): (8.33, 1),
+    at(6, "18:00"): (40.0, 2),
+    at(6, "20:00"): (45.0, 3),
+    at(6, "21:00"): (31.67, 2),
+}
+
+
+def preload(rt: Runtime) -> None:
+    from sqlalchemy import select
+
+    from wardwatch.capacity.models import Bed
+    from wardwatch.capacity.schemas import AdmitRequest, StayUpdate
+
+    with rt.db.read() as s:
+        ids = dict(s.execute(select(Bed.code, Bed.id).where(Bed.code.in_(PRELOAD))).all())
+    for i, code in enumerate(PRELOAD):
+        stay = rt.capacity.admit(
+            AdmitRequest(bed_id=ids[code], patient=PatientIn(local_id=f"IN{i:02d}")), SYSTEM
+        )
+        if i < READY:
+            rt.capacity.update_stay(
+                stay.id, StayUpdate(discharge_ready_date=date(2026, 1, 5)), SYSTEM
+            )
+
+
+WEIGHTS = {"occ": 25, "handover": 20, "dta4": 15, "ed12": 15, "nctr": 15, "esc": 10}
+THRESHOLDS = {
+    "occ": (92, 95, 98),
+    "handover": (15, 30, 45),
+    "dta4": (2, 5, 10),
+    "ed12": (1, 3, 6),
+    "nctr": (10, 15, 20),
+    "esc": (1, 5, 10),
+}
+CUTOFFS = (20, 45, 70)
+HYSTERESIS = 5
+
+
+def values(site: str, t: datetime) -> dict[str, float | None]:
+    """A site's OPEL parameters at ``t``, straight from the tables above. NEAR and FAR
+    (20 G&A beds each) have no patients in beds, no ED attendances and no escalation
+    ward; no criteria to reside has no value there (no occupied beds), so it is left out."""
+    waits = [
+        (min(t, arrived + timedelta(minutes=m)) - arrived).total_seconds() / 60
+        for where, arrived, m in HANDOVERS
+        if where == site and t - timedelta(hours=4) <= arrived <= t
+    ]
+    handover = sum(waits) / len(waits) if waits else None
+    if site != "BUSY":
+        return {"occ": 0.0, "handover": handover, "dta4": 0, "ed12": 0, "nctr": None, "esc": 0}
+    occupied = len(PRELOAD) + sum(
+        1 for _, _, _, left, how in ATTENDANCES if how == "admitted" and left and left <= t
+    )
+    inside = [
+        (arrived, dta)
+        for _, arrived, dta, left, _ in ATTENDANCES
+        if arrived <= t and (left is None or left > t)
+    ]
+    return {
+        "occ": 100 * occupied / 24,
+        "handover": handover,
+        "dta4": sum(
+            1 for _, dta in inside if dta is not None and dta <= t and t - dta > timedelta(hours=4)
+        ),
+        "ed12": sum(1 for arrived, _ in inside if t - arrived > timedelta(hours=12)),
+        "nctr": 100 * READY / occupied,
+        "esc": 4,
+    }
+
+
+def model_score(values: dict[str, float | None]) -> float:
+    used = {k: v for k, v in values.items() if v is not None}
+    total = sum(WEIGHTS[k] for k in used)
+    return (
+        sum(WEIGHTS[k] * (sum(v >= x for x in THRESHOLDS[k]) * 100 / 3) for k, v in used.items())
+        / total
+    )
+
+
+def model_level(score: float, previous: int | None) -> int:
+    raw = 1 + sum(score >= c for c in CUTOFFS)
+    if previous is None or raw >= previous:
+        return raw
+    return min(previous, 1 + sum(score + HYSTERESIS >= c for c in CUTOFFS))
+
+
+#: Open G&A beds: the system's score is the sites' scores weighted by them.
+GA_BEDS = {"BUSY": 24, "FAR": 20, "NEAR": 20}
+
+
+def levels(start: datetime, end: datetime) -> dict[str, list[tuple[datetime, int, int | None]]]:
+    """(time, level, previous) at every check from ``start`` where a scope's level moves."""
+    out: dict[str, list[tuple[datetime, int, int | None]]] = {}
+    previous: dict[str, int | None] = {}
+    t = start
+    while t <= end:
+        scores = {site: model_score(values(site, t)) for site in GA_BEDS}
+        scores["system"] = sum(GA_BEDS[x] * scores[x] for x in GA_BEDS) / sum(GA_BEDS.values())
+        for scope, score in scores.items():
+            level = model_level(score, previous.get(scope))
+            if level != previous.get(scope):
+                out.setdefault(scope, []).append((t, level, previous.get(scope)))
+                previous[scope] = level
+        t += OPEL_EVERY
+    return out
