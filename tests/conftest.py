@@ -140,6 +140,27 @@ def small(rt: Runtime) -> Runtime:
     return rt
 
 
+#: When the shared prepared demo opens (a Monday in January, GMT).
+DEMO_OPENED = datetime(2026, 1, 12, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo as ``./scripts/demo`` prepares it (built once: ~40 s). Tests that change
+    it work on a copy (``copy_demo``)."""
+    from wardwatch.demo.run import prepare
+
+    path = tmp_path_factory.mktemp("demo")
+    prepare(path, ManualClock(DEMO_OPENED))
+    return path
+
+
+def copy_demo(demo_dir: Path, into: Path) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    (into / "wardwatch.db").write_bytes((demo_dir / "wardwatch.db").read_bytes())
+    return into
+
+
 @pytest.fixture
 def fd(rt: Runtime) -> Runtime:
     """The runtime with three acute front doors (BUSY, NEAR, FAR) and a community site."""

@@ -13,15 +13,8 @@ from wardwatch.capacity.states import BedState
 from wardwatch.config import Settings
 from wardwatch.core.clock import ManualClock
 from wardwatch.demo.generator import DemoGenerator
-from wardwatch.demo.run import prepare, ward_plans
+from wardwatch.demo.run import ward_plans
 from wardwatch.runtime import Runtime
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo")
-    prepare(path, ManualClock(datetime(2026, 1, 12, 10, 0, tzinfo=UTC)))
-    return path
 
 
 def _consistent(rt: Runtime) -> None:

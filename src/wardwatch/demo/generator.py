@@ -9,10 +9,12 @@ through cleaning with realistic delays.
 With the coordination services (tasks and flow), the demo runs the whole loop instead:
 discharges ask housekeeping for a clean, simulated cleaners and porters answer their tasks
 (:mod:`wardwatch.demo.coordination`), and acute admissions arrive as ED decisions to admit
-that a simulated bed manager allocates, so turnaround and waits appear live. In the live
-demo, virtual-ward places are not this generator's: :mod:`wardwatch.demo.wearables` fills
-them with monitored enrolments (:func:`wardwatch.demo.run.live_loop` passes it no
-virtual-ward plans and drives the simulated virtual ward as one of its tickers).
+that a simulated bed manager allocates, so turnaround and waits appear live. With the
+simulated front door (:mod:`wardwatch.demo.frontdoor`) about half of those are its EDs'
+decisions to admit, and the generator queues only the rest. In the live demo, virtual-ward
+places are not this generator's: :mod:`wardwatch.demo.wearables` fills them with monitored
+enrolments (:func:`wardwatch.demo.run.live_loop` passes it no virtual-ward plans and drives
+the simulated virtual ward as one of its tickers).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -86,6 +88,17 @@ class Ticker(Protocol):
     def tick(self, now: datetime) -> None: ...
 
 
+class FrontDoor(Ticker, Protocol):
+    """The simulated ambulances and EDs (:mod:`wardwatch.demo.frontdoor`): ticked before
+    the bed manager looks, so a decision to admit is allocated in the same step."""
+
+    @property
+    def shares(self) -> Mapping[str, float]:
+        """Ward code → the share of its acute admissions that come as ED decisions to
+        admit (the generator queues only the rest itself)."""
+        ...
+
+
 def discharge_weight(local_hour: int) -> float:
     """Relative discharge rate by hour, averaging 1 over a day: most leave 10:00-19:00."""
     return _DISCHARGE_PROFILE[local_hour] * _DISCHARGE_SCALE
@@ -102,6 +115,7 @@ class DemoGenerator:
         tasks: TaskService | None = None,
         flow: FlowService | None = None,
         tickers: Sequence[Ticker] = (),
+        front_door: FrontDoor | None = None,
     ) -> None:
         self.capacity = capacity
         self.clock = clock
@@ -119,6 +133,7 @@ class DemoGenerator:
         self.crew = Crew(tasks, clock, self.rng) if tasks else None
         self.manager = BedManager(flow, tasks, clock, self.rng) if tasks and flow else None
         self.tickers = list(tickers)
+        self.front_door = front_door
 
     # --- one step of simulated time ------------------------------------------------------
 
@@ -134,6 +149,8 @@ class DemoGenerator:
         else:
             self.crew.step()
         self._admissions(by_state.get(BedState.AVAILABLE, []), days)
+        if self.front_door is not None:
+            self.front_door.tick(self.clock.now())
         if self.manager is not None:
             self.manager.step()
         for ticker in self.tickers:
@@ -189,8 +206,10 @@ class DemoGenerator:
         free: dict[str, list[BedRead]] = {}
         for bed in available:
             free.setdefault(bed.ward, []).append(bed)
+        shares = self.front_door.shares if self.front_door and self.flow else {}
         for plan in self.plans.values():
-            for _ in range(_poisson(self.rng, plan.admissions_per_day * days)):
+            rate = plan.admissions_per_day * (1 - shares.get(plan.code, 0.0))
+            for _ in range(_poisson(self.rng, rate * days)):
                 if self.flow is not None and plan.site_kind == "acute" and plan.site:
                     self.request_bed(plan)
                     continue

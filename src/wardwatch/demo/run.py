@@ -3,7 +3,10 @@
 Hospital beds are filled by :class:`~wardwatch.demo.generator.DemoGenerator`; virtual-ward
 places only by :class:`~wardwatch.demo.wearables.SimulatedVirtualWard`, as monitored
 enrolments with a few hours of readings behind them, so the live demo starts with a caseload
-whose patients are all up to date.
+whose patients are all up to date. The front door
+(:class:`~wardwatch.demo.frontdoor.SimulatedFrontDoor`) replays its last
+:data:`FRONT_DOOR_HISTORY` hours the same way: crews waiting, patients in the EDs, decisions
+to admit allocated by the bed manager, and the day's handover and ED figures so far.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import random
 import shutil
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from wardwatch.capacity.system import load_system_file
 from wardwatch.config import Settings
 from wardwatch.core.clock import Clock, ManualClock
 from wardwatch.db.eventlog import EventRecord
+from wardwatch.demo.coordination import BedManager, Crew
+from wardwatch.demo.frontdoor import SimulatedFrontDoor
 from wardwatch.demo.generator import DEMO, DemoGenerator, WardPlan, plans_from_wards
 from wardwatch.demo.wearables import SimulatedVirtualWard, los_days
 from wardwatch.runtime import Runtime
@@ -32,6 +38,12 @@ HISTORY_DAYS = 30
 #: The virtual ward's readings before the demo starts: every patient has a recent check.
 WARM_UP = timedelta(hours=3)
 WARM_UP_STEP = timedelta(minutes=10)
+#: The ambulances' and EDs' history before the demo starts (a multiple of WARM_UP_STEP, at
+#: least WARM_UP): long enough for ED stays past 4 h and the bed manager's admissions.
+FRONT_DOOR_HISTORY = timedelta(hours=9)
+#: Hospital admissions after this much of that history come through the simulated EDs (the
+#: first decisions to admit come 2-5 h after the first arrivals), not the prefill.
+ED_ADMITS_AFTER = timedelta(hours=3)
 
 
 def demo_settings(data_dir: Path, speed: float = 60.0) -> Settings:
@@ -60,14 +72,23 @@ def example_file() -> Path:
 
 def live_loop(rt: Runtime, clock: Clock, *, seed: int = 7) -> DemoGenerator:
     """The demo's loop (not started): patient flow through the hospital beds, the simulated
-    people of the coordination loop, and the simulated virtual ward, which alone fills the
-    virtual-ward places (the generator gets no virtual-ward plans, so the two never compete
-    for a place)."""
+    people of the coordination loop, the ambulances and EDs, and the simulated virtual ward,
+    which alone fills the virtual-ward places (the generator gets no virtual-ward plans, so
+    the two never compete for a place). The app's own timer raises the ambulance delay
+    alerts (``check_delays``), as it would for a real feed."""
     plans = ward_plans(rt)
     ward = SimulatedVirtualWard(rt, clock, plans, seed=seed)
+    door = SimulatedFrontDoor(rt, clock, plans, seed=seed)
     hospital = [p for p in plans if p.site_kind != "virtual_ward"]
     return DemoGenerator(
-        rt.capacity, clock, hospital, seed=seed, tasks=rt.tasks, flow=rt.flow, tickers=[ward]
+        rt.capacity,
+        clock,
+        hospital,
+        seed=seed,
+        tasks=rt.tasks,
+        flow=rt.flow,
+        tickers=[ward],
+        front_door=door,
     )
 
 
@@ -98,7 +119,8 @@ def prepare(
     Returns how many patients were admitted (virtual-ward enrolments included). Patients are
     admitted at back-dated times through the real services (with a manual clock), so the
     event log, lengths of stay and past SitRep snapshots are as consistent as live ones. The
-    last :data:`WARM_UP` hours also replay the virtual ward's readings and its team's work.
+    last :data:`FRONT_DOOR_HISTORY` hours also replay the ambulances and EDs, and the last
+    :data:`WARM_UP` hours the virtual ward's readings and its team's work.
     """
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
@@ -111,6 +133,8 @@ def prepare(
         plans = ward_plans(rt)
         gen = DemoGenerator(rt.capacity, past, plans, seed=seed)
         ward = SimulatedVirtualWard(rt, past, plans, seed=seed)
+        door = SimulatedFrontDoor(rt, past, plans, seed=seed)
+        via_ed = now - FRONT_DOOR_HISTORY + ED_ADMITS_AFTER
         beds = {
             b.id: b
             for b in rt.capacity.list_beds(BedFilter(state=BedState.AVAILABLE, limit=1_000_000))
@@ -129,7 +153,10 @@ def prepare(
             rng.shuffle(free)
             for bed_id in free[: round(len(free) * plan.occupancy)]:
                 age = min(rng.expovariate(1 / plan.los_days), HISTORY_DAYS - 0.01)
-                admissions.append((now - timedelta(days=age), bed_id, plan))
+                when = now - timedelta(days=age)
+                if when >= via_ed and rng.random() < door.shares.get(plan.code, 0.0):
+                    continue  # this patient comes through the ED's history instead
+                admissions.append((when, bed_id, plan))
         admissions.sort(key=lambda a: a[0])
         queue = deque(admissions)
 
@@ -142,19 +169,45 @@ def prepare(
                 else:
                     gen.admit(beds[bed_id], plan)
 
-        # Admissions in time order; over the last hours the virtual ward runs alongside.
-        admit_until(now - WARM_UP)
-        past.set(max(now - WARM_UP, past.now()))
-        ward.warm_up(past.now(), now)
-        while past.now() < now:
-            tick = min(past.now() + WARM_UP_STEP, now)
-            admit_until(tick)
-            past.set(max(tick, past.now()))
-            ward.quiet_tick(past.now())
+        # Admissions in time order; over the last hours the front door and then the virtual
+        # ward run alongside.
+        admit_until(now - FRONT_DOOR_HISTORY)
+        past.set(max(now - FRONT_DOOR_HISTORY, past.now()))
+        _last_hours(rt, past, now, admit_until, ward, door, seed)
         _untidy_some_beds(rt, rng)
         return gen.counts["admitted"] + ward.counts["enrolled"]
     finally:
         rt.close()
+
+
+def _last_hours(
+    rt: Runtime,
+    past: ManualClock,
+    now: datetime,
+    admit_until: Callable[[datetime], None],
+    ward: SimulatedVirtualWard,
+    door: SimulatedFrontDoor,
+    seed: int,
+) -> None:
+    """Replay the hours before ``now``: admissions, the ambulances and EDs with a bed
+    manager and porters for their decisions to admit, the app's delay alerts, and from
+    :data:`WARM_UP` before the end the virtual ward's quiet history."""
+    people = random.Random(f"wardwatch-demo-history:{seed}")
+    crew, manager = Crew(rt.tasks, past, people), BedManager(rt.flow, rt.tasks, past, people)
+    warm = False
+    while past.now() < now:
+        if not warm and past.now() >= now - WARM_UP:
+            ward.warm_up(past.now(), now)
+            warm = True
+        tick = min(past.now() + WARM_UP_STEP, now)
+        admit_until(tick)
+        past.set(max(tick, past.now()))
+        if warm:
+            ward.quiet_tick(past.now())
+        door.tick(past.now())
+        manager.step()
+        crew.step()
+        rt.frontdoor.check_delays()  # what the app's timer does
 
 
 def _untidy_some_beds(rt: Runtime, rng: random.Random) -> None:
