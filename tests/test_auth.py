@@ -27,6 +27,7 @@ PUBLIC = {
     "/tasks",
     "/virtual-ward",  # the page itself holds no data: its API calls carry the token
     "/handovers",
+    "/report",
 }
 
 

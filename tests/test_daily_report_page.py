@@ -136,6 +136,33 @@ def overflow(page: Any) -> dict[str, Any]:
     )
 
 
+def test_the_report_page_shows_it_from_a_token_in_the_address(
+    browser: Any, served: tuple[str, str]
+) -> None:
+    """/report is what a control-centre manager opens from the first page's nav: it fetches
+    the report with the token (the API needs it) and shows the report itself."""
+    base, token = served
+    for page in checked_page(browser, viewport=DESKTOP):
+        page.goto(f"{base}/report?day={DAY.isoformat()}#token={token}")
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Daily report: Front Door Test System"
+        )
+        expect(page.locator("#handovers table tbody tr").last).to_contain_text("2.33 h")
+        assert "token" not in page.url  # taken out of the address bar at once
+
+
+def test_the_report_page_says_why_without_a_good_token(
+    browser: Any, served: tuple[str, str]
+) -> None:
+    base, _ = served
+    for page in checked_page(browser, viewport=DESKTOP):
+        page.goto(f"{base}/report#token=not-a-token")
+        expect(page.get_by_test_id("report-message")).to_contain_text(
+            "The report could not be shown"
+        )
+        expect(page.get_by_label("Token")).to_be_visible()
+
+
 def test_the_print_layout_fits_a4_and_breaks_between_sections(a4_page: Any) -> None:
     a4_page.emulate_media(media="print")
     fit = overflow(a4_page)

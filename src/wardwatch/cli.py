@@ -142,6 +142,8 @@ def demo(
     out.print(f"  Open       http://{host}:{port}/#token={token}")
     out.print(f"  Task page  http://{host}:{port}/tasks?team={team}#token={cleaner}")
     out.print(f"  Caseload   http://{host}:{port}/virtual-ward#token={clinician}")
+    out.print(f"  Handovers  http://{host}:{port}/handovers#token={token}")
+    out.print(f"  Report     http://{host}:{port}/report#token={token}")
     out.print(f"  API docs   http://{host}:{port}/docs")
     out.print(f"  Token      {token}\n")
     try:

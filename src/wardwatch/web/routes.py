@@ -38,3 +38,10 @@ def handover_board() -> HTMLResponse:
     """The live ambulance handover board, for the control centre's wall screen and a bed
     manager's laptop: ``/handovers#token=…`` (a read-only token is enough)."""
     return _page("handovers.html")
+
+
+@router.get("/report", response_class=HTMLResponse)
+def daily_report_page() -> HTMLResponse:
+    """The daily report to read and print: ``/report?day=YYYY-MM-DD#token=…`` (today
+    without ``day``). The page fetches ``/api/reports/daily?format=html`` with the token."""
+    return _page("report.html")
