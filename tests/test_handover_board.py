@@ -299,7 +299,7 @@ def test_waiting_crews_longest_first_with_the_band_either_side_of_each_standard(
 def test_the_counter_ticks_and_the_band_changes_at_15_minutes_without_a_reload(
     served: Served, page: Any
 ) -> None:
-    job = served.arrive("NEAR", timedelta(minutes=14, seconds=40))
+    job = served.arrive("NEAR", timedelta(minutes=14, seconds=53))
     open_live(page, served.url())
     page.evaluate("window.__marker = 1")
     card = crew(page, job["id"])
