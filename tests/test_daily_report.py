@@ -11,6 +11,7 @@ Every figure of the report is checked against the hand calculation in the commen
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -223,9 +224,16 @@ def report_rt(engine: Any, tmp_path: Path) -> Runtime:
     return rt
 
 
+#: The hand-checked Monday's report per backend: built once, as every test reads the same
+#: deterministic day (each test gets its own copy).
+_BUILT: dict[str, dict[str, Any]] = {}
+
+
 @pytest.fixture
-def report(report_rt: Runtime) -> dict[str, Any]:
-    return DailyReport.of(report_rt).build(DAY)
+def report(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
+    if backend not in _BUILT:
+        _BUILT[backend] = DailyReport.of(request.getfixturevalue("report_rt")).build(DAY)
+    return copy.deepcopy(_BUILT[backend])
 
 
 def by_site(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -108,8 +108,14 @@ def test_the_eds_take_their_share_of_acute_admissions() -> None:
 # --- a day at the example system's front doors ---------------------------------------------
 
 
+@pytest.fixture
+def backend() -> str:
+    """The demo runs on SQLite (its default); the services it drives are tested on both."""
+    return "sqlite"
+
+
 def test_a_day_at_the_front_doors_with_one_hospital_full(rt: Runtime, clock: ManualClock) -> None:
-    """One run per backend (the checks below share it: the run is the expensive part)."""
+    """One run (the checks below share it: the run is the expensive part)."""
     _example(rt)
     plans = ward_plans(rt)
     gen = DemoGenerator(rt.capacity, clock, plans, seed=1)

@@ -129,6 +129,13 @@ class Served:
 
 
 @pytest.fixture
+def backend() -> str:
+    """The board's browser tests run on SQLite only, as the other pages' do: the services
+    behind them are tested on both backends in tests/test_handovers.py and test_opel.py."""
+    return "sqlite"
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     """The server's clock starts at the browser's now (the page counts on from it)."""
     return ManualClock(datetime.now(UTC).replace(microsecond=0))

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -31,8 +30,7 @@ from wardwatch.frontdoor.models import OpelLevel
 from wardwatch.runtime import Runtime
 
 
-@pytest.fixture
-def day(fd: Runtime, clock: ManualClock) -> tuple[Replay, dict[datetime, Any]]:
+def play(fd: Runtime, clock: ManualClock) -> tuple[Replay, dict[datetime, Any]]:
     """The day played through, with OPEL checked every 15 minutes as the server would, and
     BUSY's computed OPEL kept at the hand-worked moments."""
     seen: dict[datetime, Any] = {}
@@ -50,7 +48,15 @@ def day(fd: Runtime, clock: ManualClock) -> tuple[Replay, dict[datetime, Any]]:
     return replay(fd, clock, extra=opel), seen
 
 
-def test_handovers_alerts_and_ed_by_hand(
+def test_a_winter_day_by_hand(fd: Runtime, clock: ManualClock, client: TestClient) -> None:
+    """One replay (the expensive part), then every figure against the hand calculation."""
+    day = play(fd, clock)
+    handovers_alerts_and_ed(fd, day, client)
+    opel_levels(fd, day)
+    the_daily_report(fd, client)
+
+
+def handovers_alerts_and_ed(
     fd: Runtime, day: tuple[Replay, dict[datetime, Any]], client: TestClient
 ) -> None:
     run, _ = day
@@ -75,7 +81,7 @@ def test_handovers_alerts_and_ed_by_hand(
     assert sorted(r["status"] for r in requests) == ["arrived"] * 4 + ["waiting"]
 
 
-def test_opel_levels_by_hand(fd: Runtime, day: tuple[Replay, dict[datetime, Any]]) -> None:
+def opel_levels(fd: Runtime, day: tuple[Replay, dict[datetime, Any]]) -> None:
     _, seen = day
     for moment, (score, level) in HAND_WORKED.items():
         assert (round(seen[moment].score, 2), seen[moment].level) == (score, level), moment
@@ -100,9 +106,7 @@ def test_opel_levels_by_hand(fd: Runtime, day: tuple[Replay, dict[datetime, Any]
     assert len(changes) == sum(len(x) - 1 for x in recorded.values())
 
 
-def test_the_daily_report_agrees(
-    fd: Runtime, day: tuple[Replay, dict[datetime, Any]], client: TestClient
-) -> None:
+def the_daily_report(fd: Runtime, client: TestClient) -> None:
     r = client.get(f"/api/reports/daily?day={DAY}", headers=auth(fd, "read-only"))
     assert r.status_code == 200
     report = r.json()
