@@ -169,6 +169,13 @@ def fd(rt: Runtime) -> Runtime:
 
 
 @pytest.fixture
+def api(rt: Runtime) -> TestClient:
+    """A client of the app without its lifespan, so no periodic check (escalations, delay
+    alerts, OPEL) runs in the background against a clock the test is moving."""
+    return TestClient(create_app(rt))
+
+
+@pytest.fixture
 def client(rt: Runtime) -> Iterator[TestClient]:
     with TestClient(create_app(rt)) as c:
         yield c

@@ -209,11 +209,11 @@ def iso(at: datetime) -> str:
 
 
 def test_the_feed_over_http_for_an_ambulance_service(
-    fd: Runtime, client: TestClient, clock: ManualClock
+    fd: Runtime, api: TestClient, clock: ManualClock
 ) -> None:
     crew = auth(fd, "ambulance")
     t = clock.now() - timedelta(minutes=10)
-    r = client.post(
+    r = api.post(
         "/api/handovers/feed",
         headers=crew,
         json={
@@ -247,8 +247,8 @@ def test_the_feed_over_http_for_an_ambulance_service(
     )
     # a time without a zone fails validation of the whole request: nothing is applied
     assert r.status_code == 422 and "time zone" in r.text
-    assert client.get("/api/handovers", headers=crew).json() == []
-    r = client.post(
+    assert api.get("/api/handovers", headers=crew).json() == []
+    r = api.post(
         "/api/handovers/feed",
         headers=crew,
         json={
@@ -287,13 +287,13 @@ def test_the_feed_over_http_for_an_ambulance_service(
         (False, None),
     ]
     assert "in the future" in r.json()[2]["error"]
-    board = client.get("/api/handovers?site=BUSY", headers=crew).json()
+    board = api.get("/api/handovers?site=BUSY", headers=crew).json()
     assert [(x["incident"], x["status"]) for x in board] == [("H2", "waiting"), ("H1", "expected")]
     assert board[0]["release_due_at"] is not None
 
 
 def test_single_messages_answer_with_the_right_status(
-    fd: Runtime, client: TestClient, clock: ManualClock
+    fd: Runtime, api: TestClient, clock: ManualClock
 ) -> None:
     crew = auth(fd, "ambulance")
     body = {
@@ -303,18 +303,18 @@ def test_single_messages_answer_with_the_right_status(
         "site": "NEAR",
         "at": iso(clock.now()),
     }
-    assert client.post("/api/handovers", headers=crew, json=body).status_code == 201
-    assert client.post("/api/handovers", headers=crew, json=body).status_code == 200  # repeat
+    assert api.post("/api/handovers", headers=crew, json=body).status_code == 201
+    assert api.post("/api/handovers", headers=crew, json=body).status_code == 200  # repeat
     later = {**body, "at": iso(clock.now() + timedelta(seconds=30))}
-    r = client.post("/api/handovers", headers=crew, json=later)
+    r = api.post("/api/handovers", headers=crew, json=later)
     assert r.status_code == 409 and "already arrived" in r.json()["message"]
-    r = client.post("/api/handovers", headers=crew, json={**body, "type": "arrival", "site": None})
+    r = api.post("/api/handovers", headers=crew, json={**body, "type": "arrival", "site": None})
     assert r.status_code == 422 and "needs the site" in r.text
-    r = client.post("/api/handovers", headers=crew, json={**body, "type": "teleport"})
+    r = api.post("/api/handovers", headers=crew, json={**body, "type": "teleport"})
     assert r.status_code == 422
 
 
-def test_who_may_send_and_read(fd: Runtime, client: TestClient, clock: ManualClock) -> None:
+def test_who_may_send_and_read(fd: Runtime, api: TestClient, clock: ManualClock) -> None:
     body = {
         "type": "arrival",
         "service": "NWAS",
@@ -322,14 +322,11 @@ def test_who_may_send_and_read(fd: Runtime, client: TestClient, clock: ManualClo
         "site": "NEAR",
         "at": iso(clock.now()),
     }
+    assert api.post("/api/handovers", headers=auth(fd, "read-only"), json=body).status_code == 403
+    assert api.post("/api/handovers", headers=auth(fd, "porter"), json=body).status_code == 403
     assert (
-        client.post("/api/handovers", headers=auth(fd, "read-only"), json=body).status_code == 403
-    )
-    assert client.post("/api/handovers", headers=auth(fd, "porter"), json=body).status_code == 403
-    assert (
-        client.post("/api/handovers", headers=auth(fd, "control-centre"), json=body).status_code
-        == 201
+        api.post("/api/handovers", headers=auth(fd, "control-centre"), json=body).status_code == 201
     )
     ambulance = auth(fd, "ambulance")
-    assert client.get("/api/handovers/summary", headers=ambulance).status_code == 200
-    assert client.get("/api/ed/attendances", headers=ambulance).status_code == 403
+    assert api.get("/api/handovers/summary", headers=ambulance).status_code == 200
+    assert api.get("/api/ed/attendances", headers=ambulance).status_code == 403

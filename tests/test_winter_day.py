@@ -48,20 +48,20 @@ def play(fd: Runtime, clock: ManualClock) -> tuple[Replay, dict[datetime, Any]]:
     return replay(fd, clock, extra=opel), seen
 
 
-def test_a_winter_day_by_hand(fd: Runtime, clock: ManualClock, client: TestClient) -> None:
+def test_a_winter_day_by_hand(fd: Runtime, clock: ManualClock, api: TestClient) -> None:
     """One replay (the expensive part), then every figure against the hand calculation."""
     day = play(fd, clock)
-    handovers_alerts_and_ed(fd, day, client)
+    handovers_alerts_and_ed(fd, day, api)
     opel_levels(fd, day)
-    the_daily_report(fd, client)
+    the_daily_report(fd, api)
 
 
 def handovers_alerts_and_ed(
-    fd: Runtime, day: tuple[Replay, dict[datetime, Any]], client: TestClient
+    fd: Runtime, day: tuple[Replay, dict[datetime, Any]], api: TestClient
 ) -> None:
     run, _ = day
     headers = auth(fd, "control-centre")
-    handovers = client.get(f"/api/handovers/summary?day={DAY}", headers=headers).json()
+    handovers = api.get(f"/api/handovers/summary?day={DAY}", headers=headers).json()
     by_site = {x["site"]: x for x in handovers["sites"]} | {"system": handovers["system"]}
     for scope, expected in EXPECTED_HANDOVERS.items():
         got = {key: by_site[scope][key] for key in expected}
@@ -72,12 +72,12 @@ def handovers_alerts_and_ed(
     feed = fd.notify.feed(["role:control-centre"])
     assert sum(n["event"] == "handover.delayed" for n in feed) == sum(EXPECTED_ALERTS.values())
 
-    ed = client.get(f"/api/ed/summary?day={DAY}", headers=headers).json()
+    ed = api.get(f"/api/ed/summary?day={DAY}", headers=headers).json()
     busy = next(x for x in ed["sites"] if x["site"] == "BUSY")
     assert busy["day"] == EXPECTED_ED_DAY
     assert {key: busy["now"][key] for key in EXPECTED_ED_END} == EXPECTED_ED_END
     # the patients admitted from the ED went through the bed requests and are on wards
-    requests = client.get("/api/bed-requests?status=all", headers=headers).json()
+    requests = api.get("/api/bed-requests?status=all", headers=headers).json()
     assert sorted(r["status"] for r in requests) == ["arrived"] * 4 + ["waiting"]
 
 
@@ -106,8 +106,8 @@ def opel_levels(fd: Runtime, day: tuple[Replay, dict[datetime, Any]]) -> None:
     assert len(changes) == sum(len(x) - 1 for x in recorded.values())
 
 
-def the_daily_report(fd: Runtime, client: TestClient) -> None:
-    r = client.get(f"/api/reports/daily?day={DAY}", headers=auth(fd, "read-only"))
+def the_daily_report(fd: Runtime, api: TestClient) -> None:
+    r = api.get(f"/api/reports/daily?day={DAY}", headers=auth(fd, "read-only"))
     assert r.status_code == 200
     report = r.json()
     busy = next(x for x in report["sites"] if x["site"] == "BUSY")
@@ -129,5 +129,5 @@ def the_daily_report(fd: Runtime, client: TestClient) -> None:
         "highest": 3,
         "changes": 5,
     }
-    csv = client.get(f"/api/reports/daily?day={DAY}&format=csv", headers=auth(fd, "read-only")).text
+    csv = api.get(f"/api/reports/daily?day={DAY}&format=csv", headers=auth(fd, "read-only")).text
     assert "BUSY" in csv and "5.48" in csv
