@@ -12,15 +12,14 @@ times faster than multi-row VALUES or executemany. SQLite takes the executemany 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from wardwatch.core import fastjson
 from wardwatch.virtualward.models import Device, Enrolment, Latest, Reading
 
 READING_COLUMNS = (
@@ -38,7 +37,7 @@ LATEST_COLUMNS = READING_COLUMNS[1:6]
 
 
 def insert_from_json(table: str, columns: Sequence[tuple[str, str]]) -> str:
-    """INSERT of a JSON array of rows: one text parameter, dumped by the C json encoder and
+    """INSERT of a JSON array of rows: one text parameter, dumped by orjson and
     read by PostgreSQL's C parser (array parameters are dumped element by element in Python)."""
     names = ", ".join(name for name, _ in columns)
     shape = ", ".join(f"{name} {kind}" for name, kind in columns)
@@ -74,7 +73,7 @@ def _enrolment_arrays(updates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         key: [u[key] for u in updates]
         for key in ("b_id", "b_score", "b_at", "b_total", "b_partial", "b_risk")
     }
-    arrays["b_recent"] = [json.dumps(u["b_recent"]) for u in updates]
+    arrays["b_recent"] = [fastjson.dumps(u["b_recent"]) for u in updates]
     return arrays
 
 
@@ -86,13 +85,7 @@ def json_rows(
     missing = {name for name, _ in columns} - set(rows[0]) if rows else set()
     if missing:
         raise ValueError(f"rows lack {sorted(missing)}")
-    return {"rows": json.dumps(rows, default=_iso)}
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} cannot be sent as JSON")
+    return {"rows": fastjson.dumps(rows)}
 
 
 def _postgres(s: Session) -> bool:

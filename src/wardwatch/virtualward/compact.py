@@ -25,10 +25,10 @@ parameter name. A reading that cannot be read is refused on its own; the rest ar
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+from wardwatch.core import fastjson
 from wardwatch.virtualward.ingest import Battery
 from wardwatch.virtualward.readings import RawReading
 
@@ -62,7 +62,7 @@ def parse(
     if len(body) > MAX_BYTES:
         raise PayloadError(f"message is larger than {MAX_BYTES} bytes")
     try:
-        doc = json.loads(body)
+        doc = fastjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -87,7 +87,7 @@ def parse(
     readings: list[RawReading] = []
     refused: list[tuple[str, str, str]] = []
     for n, item in enumerate(items):
-        fragment = json.dumps(item)[:4000]
+        fragment = fastjson.dumps(item)[:4000]
         try:
             readings.append(_reading(item, n, device, patient, default_at, fragment))
         except ValueError as exc:
@@ -122,7 +122,7 @@ def _batteries(
         raise PayloadError("'batteries' must be a list of {device, battery, at}")
     out: list[Battery] = []
     for n, item in enumerate(items):
-        fragment = json.dumps(item)[:4000]
+        fragment = fastjson.dumps(item)[:4000]
         try:
             if not isinstance(item, dict) or not isinstance(item.get("device"), str):
                 raise ValueError(f"batteries[{n}] needs a 'device' (its serial)")

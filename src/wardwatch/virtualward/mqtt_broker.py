@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import ssl
@@ -50,6 +49,8 @@ import aiomqtt
 import paho.mqtt.client as paho_mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from wardwatch.core import fastjson
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +130,13 @@ def with_device(payload: bytes, serial: str | None) -> bytes | str:
     if serial is None:
         return payload
     try:
-        doc = json.loads(payload)
+        doc = fastjson.loads(payload)
     except (ValueError, UnicodeDecodeError):
         return payload  # compact.parse says why
     if not isinstance(doc, dict) or "device" in doc or "patient" in doc:
         return payload
     doc["device"] = serial
-    return json.dumps(doc)
+    return fastjson.dumps(doc)
 
 
 def new_client(broker: Broker, client_id: str, tls: ssl.SSLContext | None) -> aiomqtt.Client:

@@ -29,7 +29,6 @@ readings stored are read in one query per request.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +40,7 @@ from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 from sqlalchemy import ARRAY, String, any_, bindparam, select
 
+from wardwatch.core import fastjson
 from wardwatch.core.actor import Actor
 from wardwatch.ingest.fhir.routes import (
     FhirResponse,
@@ -100,7 +100,7 @@ class _Result:
 def _item(resource: Any, where: str = "") -> _Item:
     """A parsed resource checked against the R4B Observation model (400 if it fails): by the
     fast structural check when it can vouch for it, else by the model itself."""
-    payload = json.dumps(resource)[:KEPT_CHARS]
+    payload = fastjson.dumps(resource)[:KEPT_CHARS]
     item = _Item(resource if isinstance(resource, dict) else None, payload, sender_of(resource))
     prefix = f"{where}: " if where else ""
     if not isinstance(resource, dict):
@@ -218,7 +218,7 @@ def _answer(
     """A resource built here as plain JSON, sent as ``fhir_response`` sends a model (compact,
     UTF-8): building and dumping an R4B model of a 2000-entry answer costs more than the rest
     of the request. The tests parse every answer back through the R4B models."""
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    body = fastjson.dumps_bytes(data)
     return FhirResponse(body, status_code=status, headers=headers)
 
 
@@ -235,7 +235,7 @@ def _json_body(request: Request, body: bytes) -> Any:
     if len(body) > MAX_BYTES:
         raise NotSupported(f"the body is larger than {MAX_BYTES} bytes: split it", 413)
     try:
-        return json.loads(body)
+        return fastjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SearchError(f"the body is not JSON: {exc}") from None
 
@@ -277,7 +277,7 @@ def _entry_item(entry: Any, n: int) -> _Item:
     if not isinstance(entry, dict):
         return _Item(
             None,
-            json.dumps(entry)[:KEPT_CHARS],
+            fastjson.dumps(entry)[:KEPT_CHARS],
             failure=(400, "invalid", [f"{where} is not a JSON object"]),
         )
     request = entry.get("request")
