@@ -596,32 +596,29 @@ def test_a_partial_day_renders_without_a_snapshot(report_rt: Runtime) -> None:
 
 
 def test_api_formats_permissions_and_bad_days(report_rt: Runtime, report: dict[str, Any]) -> None:
-    with TestClient(create_app(report_rt)) as client:
-        h = auth(report_rt, "read-only")
-        r = client.get("/api/reports/daily", params={"day": "2026-01-05"}, headers=h)
-        assert r.status_code == 200 and r.json() == report
-        r = client.get(
-            "/api/reports/daily", params={"day": "2026-01-05", "format": "csv"}, headers=h
-        )
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-        assert 'filename="wardwatch-daily-2026-01-05.csv"' in r.headers["content-disposition"]
-        assert r.text == to_csv(report)
-        r = client.get(
-            "/api/reports/daily", params={"day": "2026-01-05", "format": "html"}, headers=h
-        )
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-        assert r.text == to_html(report)
-        r = client.get("/api/reports/daily", headers=h)  # today: the 6th, partial
-        assert r.status_code == 200 and r.json()["day"] == "2026-01-06" and r.json()["partial"]
-        r = client.get("/api/reports/daily", params={"day": "2026-01-07"}, headers=h)
-        assert r.status_code == 422 and "in the future" in r.json()["message"]
-        r = client.get("/api/reports/daily", params={"day": "2026-13-40"}, headers=h)
-        assert r.status_code == 422
-        r = client.get("/api/reports/daily", params={"format": "xml"}, headers=h)
-        assert r.status_code == 422
-        assert client.get("/api/reports/daily").status_code == 401
-        device = auth(report_rt, "device")
-        assert client.get("/api/reports/daily", headers=device).status_code == 403
+    # Without the app's lifespan: its periodic OPEL check would write to the shared runtime.
+    client = TestClient(create_app(report_rt))
+    h = auth(report_rt, "read-only")
+    r = client.get("/api/reports/daily", params={"day": "2026-01-05"}, headers=h)
+    assert r.status_code == 200 and r.json() == report
+    r = client.get("/api/reports/daily", params={"day": "2026-01-05", "format": "csv"}, headers=h)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert 'filename="wardwatch-daily-2026-01-05.csv"' in r.headers["content-disposition"]
+    assert r.text == to_csv(report)
+    r = client.get("/api/reports/daily", params={"day": "2026-01-05", "format": "html"}, headers=h)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.text == to_html(report)
+    r = client.get("/api/reports/daily", headers=h)  # today: the 6th, partial
+    assert r.status_code == 200 and r.json()["day"] == "2026-01-06" and r.json()["partial"]
+    r = client.get("/api/reports/daily", params={"day": "2026-01-07"}, headers=h)
+    assert r.status_code == 422 and "in the future" in r.json()["message"]
+    r = client.get("/api/reports/daily", params={"day": "2026-13-40"}, headers=h)
+    assert r.status_code == 422
+    r = client.get("/api/reports/daily", params={"format": "xml"}, headers=h)
+    assert r.status_code == 422
+    assert client.get("/api/reports/daily").status_code == 401
+    device = auth(report_rt, "device")
+    assert client.get("/api/reports/daily", headers=device).status_code == 403
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ another way cancels its open request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -27,12 +27,10 @@ from wardwatch.db.session import Database, Tx
 from wardwatch.flow.models import BedRequest
 from wardwatch.flow.schemas import BedRequestCreate
 from wardwatch.flow.service import OPEN_REQUEST, FlowService
+from wardwatch.frontdoor.checks import check_time, site_by_code
 from wardwatch.frontdoor.measures import AttendanceTimes, EdFigures, EdNow, ed_figures, ed_now
 from wardwatch.frontdoor.models import Attendance, Handover
 from wardwatch.frontdoor.schemas import AttendanceIn, AttendanceRead, DecisionIn, DepartureIn
-
-FUTURE_SLACK = timedelta(minutes=1)
-TOO_OLD = timedelta(days=7)
 
 
 class EdService:
@@ -43,10 +41,10 @@ class EdService:
 
     def arrive(self, req: AttendanceIn, actor: Actor) -> AttendanceRead:
         now = self.clock.now()
-        _check_time(req.arrived_at, "arrived_at", now)
+        check_time(req.arrived_at, "arrived_at", now)
         with self.db.transaction() as tx:
             s = tx.session
-            site = _site(s, req.site)
+            site = site_by_code(s, req.site)
             if s.scalar(
                 select(Attendance.id).where(
                     Attendance.site_id == site.id, Attendance.reference == req.reference
@@ -75,7 +73,7 @@ class EdService:
 
     def decide_to_admit(self, attendance_id: str, req: DecisionIn, actor: Actor) -> AttendanceRead:
         now = self.clock.now()
-        _check_time(req.at, "at", now)
+        check_time(req.at, "at", now)
         with self.db.transaction() as tx:
             s = tx.session
             row = _lock(s, attendance_id)
@@ -118,7 +116,7 @@ class EdService:
 
     def depart(self, attendance_id: str, req: DepartureIn, actor: Actor) -> AttendanceRead:
         now = self.clock.now()
-        _check_time(req.at, "at", now)
+        check_time(req.at, "at", now)
         with self.db.transaction() as tx:
             s = tx.session
             row = _lock(s, attendance_id)
@@ -181,7 +179,7 @@ class EdService:
                 .order_by(Attendance.arrived_at)
             )
             if site is not None:
-                q = q.where(Attendance.site_id == _site(s, site).id)
+                q = q.where(Attendance.site_id == site_by_code(s, site).id)
             if open_only:
                 q = q.where(Attendance.departed_at.is_(None))
             return [_read(a, code, r, now) for a, code, r in s.execute(q.limit(limit))]
@@ -196,7 +194,7 @@ class EdService:
                 Attendance.disposition,
             ).where(Attendance.departed_at >= since, Attendance.departed_at < until)
             if site is not None:
-                q = q.where(Attendance.site_id == _site(s, site).id)
+                q = q.where(Attendance.site_id == site_by_code(s, site).id)
             return ed_figures(AttendanceTimes(*r) for r in s.execute(q))
 
     def now(self, *, at: datetime | None = None, site: str | None = None) -> EdNow:
@@ -213,7 +211,7 @@ class EdService:
                 or_(Attendance.departed_at.is_(None), Attendance.departed_at > at),
             )
             if site is not None:
-                q = q.where(Attendance.site_id == _site(s, site).id)
+                q = q.where(Attendance.site_id == site_by_code(s, site).id)
             rows: Sequence[Any] = s.execute(q).all()
             return ed_now([AttendanceTimes(*r) for r in rows], at)
 
@@ -236,13 +234,6 @@ class EdService:
         tx.record(event, at=at, actor=actor, site_id=site.id, site_code=site.code, data=data)
 
 
-def _check_time(at: datetime, name: str, now: datetime) -> None:
-    if at > now + FUTURE_SLACK:
-        raise ValidationFailed(f"{name} {at.isoformat()} is in the future")
-    if at < now - TOO_OLD:
-        raise ValidationFailed(f"{name} {at.isoformat()} is more than 7 days ago")
-
-
 def _check_handover(s: Session, handover_id: str, site: Site, arrived_at: datetime) -> None:
     handover = s.get(Handover, handover_id)
     if handover is None:
@@ -251,13 +242,6 @@ def _check_handover(s: Session, handover_id: str, site: Site, arrived_at: dateti
         raise ValidationFailed(f"handover {handover_id} arrived at another site")
     if handover.arrived_at is None:
         raise ValidationFailed(f"handover {handover_id} has not arrived")
-
-
-def _site(s: Session, code: str) -> Site:
-    site = s.scalars(select(Site).where(Site.code == code)).first()
-    if site is None:
-        raise NotFound(f"no site with code {code!r}")
-    return site
 
 
 def _lock(s: Session, attendance_id: str) -> Attendance:

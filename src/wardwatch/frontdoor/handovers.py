@@ -23,6 +23,7 @@ from wardwatch.core.clock import Clock
 from wardwatch.core.errors import Conflict, NotFound, ValidationFailed, WardWatchError
 from wardwatch.core.ids import new_id
 from wardwatch.db.session import Database, Tx
+from wardwatch.frontdoor.checks import check_time, site_by_code
 from wardwatch.frontdoor.measures import (
     RELEASE_AFTER,
     HandoverFigures,
@@ -35,10 +36,6 @@ from wardwatch.frontdoor.measures import (
 from wardwatch.frontdoor.models import Handover
 from wardwatch.frontdoor.schemas import FeedResult, HandoverMessage, HandoverRead
 
-#: A message may be stamped at most this far ahead of our clock (clock drift), no more.
-FUTURE_SLACK = timedelta(minutes=1)
-#: The oldest time a message may carry.
-TOO_OLD = timedelta(days=7)
 #: Crews waiting this long are reported to the control centre (minutes).
 ALERT_AT = (30, 45)
 OPEN = ("expected", "waiting")
@@ -77,7 +74,7 @@ class HandoverService:
     def apply(self, msg: HandoverMessage, actor: Actor) -> tuple[HandoverRead, bool]:
         """Apply one message; returns the handover and whether the message was a repeat."""
         now = self.clock.now()
-        self._check_time(msg.at, "at", now)
+        check_time(msg.at, "at", now)
         if msg.expected_at is not None and msg.expected_at < msg.at - timedelta(hours=1):
             raise ValidationFailed("expected_at is before the pre-alert was sent")
         with self.db.transaction() as tx:
@@ -87,7 +84,7 @@ class HandoverService:
                 .where(Handover.service == msg.service, Handover.incident == msg.incident)
                 .with_for_update()
             ).first()
-            site = _site(s, msg.site) if msg.site else None
+            site = site_by_code(s, msg.site) if msg.site else None
             step = getattr(self, f"_{msg.type}")
             row, repeat = step(tx, row, site, msg, actor)
             if not repeat:
@@ -95,13 +92,6 @@ class HandoverService:
                 self._record(tx, row, EVENT[msg.type], actor, msg)
             read = self._read(row, now, s.get_one(Site, row.site_id))
         return read, repeat
-
-    @staticmethod
-    def _check_time(at: datetime, name: str, now: datetime) -> None:
-        if at > now + FUTURE_SLACK:
-            raise ValidationFailed(f"{name} {at.isoformat()} is in the future")
-        if at < now - TOO_OLD:
-            raise ValidationFailed(f"{name} {at.isoformat()} is more than 7 days ago")
 
     def _new(self, tx: Tx, site: Site, msg: HandoverMessage, status: str) -> Handover:
         now = self.clock.now()
@@ -332,7 +322,7 @@ class HandoverService:
         with self.db.read() as s:
             q = select(Handover, Site).join(Site, Site.id == Handover.site_id)
             if site is not None:
-                q = q.where(Site.code == _site(s, site).code)
+                q = q.where(Site.code == site_by_code(s, site).code)
             if open_only:
                 q = q.where(Handover.status.in_(OPEN))
             if since is not None:
@@ -356,7 +346,7 @@ class HandoverService:
                 Handover.status != "cancelled",
             )
             if site is not None:
-                q = q.where(Handover.site_id == _site(s, site).id)
+                q = q.where(Handover.site_id == site_by_code(s, site).id)
             rows: Iterable[Any] = s.execute(q).all()
             return handover_figures(
                 (HandoverTimes(a, h) for a, h in rows), min(now, until + timedelta(days=1))
@@ -393,13 +383,6 @@ class HandoverService:
             ),
             alerted_minutes=row.alerted_minutes,
         )
-
-
-def _site(s: Session, code: str) -> Site:
-    site = s.scalars(select(Site).where(Site.code == code)).first()
-    if site is None:
-        raise NotFound(f"no site with code {code!r}")
-    return site
 
 
 def _existing(row: Handover | None, msg: HandoverMessage) -> Handover:
