@@ -15,6 +15,7 @@ whole. A panel without an identifier is keyed by its content, so a resend is sti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -326,11 +327,22 @@ def _text(v: Any) -> bool:
 
 
 def _uri(v: Any) -> bool:
-    return type(v) is str and _URI.fullmatch(v) is not None
+    return type(v) is str and _uri_text(v)
 
 
 def _code_ok(v: Any) -> bool:
-    return type(v) is str and _CODE.fullmatch(v) is not None
+    return type(v) is str and _code_text(v)
+
+
+# The same few systems and codes arrive in every entry: remembered, a match is a lookup.
+@functools.lru_cache(maxsize=4096)
+def _uri_text(v: str) -> bool:
+    return _URI.fullmatch(v) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_text(v: str) -> bool:
+    return _CODE.fullmatch(v) is not None
 
 
 def _decimal(v: Any) -> bool:
@@ -341,7 +353,12 @@ def _decimal(v: Any) -> bool:
 
 def _instant(v: Any) -> bool:
     """A full date and time with a zone that is a real instant (no 30 February)."""
-    if type(v) is not str or _INSTANT.fullmatch(v) is None:
+    return type(v) is str and _instant_text(v)
+
+
+@functools.lru_cache(maxsize=4096)  # a set's readings share their time
+def _instant_text(v: str) -> bool:
+    if _INSTANT.fullmatch(v) is None:
         return False
     try:
         datetime.fromisoformat(v)  # Python 3.11 reads "Z"
