@@ -327,14 +327,22 @@ def _text(v: Any) -> bool:
 
 
 def _uri(v: Any) -> bool:
-    return type(v) is str and _uri_text(v)
+    return type(v) is str and (
+        _uri_text(v) if len(v) <= _REMEMBERED else _URI.fullmatch(v) is not None
+    )
 
 
 def _code_ok(v: Any) -> bool:
-    return type(v) is str and _code_text(v)
+    return type(v) is str and (
+        _code_text(v) if len(v) <= _REMEMBERED else _CODE.fullmatch(v) is not None
+    )
 
 
 # The same few systems and codes arrive in every entry: remembered, a match is a lookup.
+# Only short strings are remembered, so a sender cannot fill memory with long ones.
+_REMEMBERED = 200
+
+
 @functools.lru_cache(maxsize=4096)
 def _uri_text(v: str) -> bool:
     return _URI.fullmatch(v) is not None
@@ -353,7 +361,7 @@ def _decimal(v: Any) -> bool:
 
 def _instant(v: Any) -> bool:
     """A full date and time with a zone that is a real instant (no 30 February)."""
-    return type(v) is str and _instant_text(v)
+    return type(v) is str and len(v) <= _REMEMBERED and _instant_text(v)
 
 
 @functools.lru_cache(maxsize=4096)  # a set's readings share their time
