@@ -51,16 +51,6 @@ def postgres_url() -> str | None:
     return Settings(database_url=os.environ.get(PG_ENV) or None).database_url
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Session fixtures are built once per pytest-xdist worker: the tests that share the
-    prepared demo (``demo_dir``, ~40 s to build) go to one worker together, so only that
-    worker builds it (``--dist loadgroup``, as ``./scripts/test`` runs the suite)."""
-    for item in items:
-        if "demo_dir" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("demo"))
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (faster than migrating each time)."""
