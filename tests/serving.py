@@ -111,11 +111,14 @@ def _bound_socket() -> socket.socket:
 
 
 @contextmanager
-def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
+def serving(app: FastAPI, port: int | None = None, *, lifespan: bool = True) -> Iterator[str]:
     """Serve ``app`` (and whatever its lifespan starts) until the block ends; yields the URL.
 
     Without ``port`` the listening socket is bound here, before the server starts, so
-    nothing the app's lifespan binds can take the same port.
+    nothing the app's lifespan binds can take the same port. With ``lifespan=False`` the
+    app's lifespan does not run: no MLLP listener, no delivery worker, and no periodic
+    checks, whose first OPEL levels would otherwise reach streams at a moment the test does
+    not control.
     """
     if port is None:
         sock = _bound_socket()
@@ -124,7 +127,13 @@ def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
     port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        lifespan="auto" if lifespan else "off",
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
