@@ -77,11 +77,13 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 def receiving(
     plan: list[int | str] | None = None, hang_seconds: float = 10.0
 ) -> Iterator[Receiver]:
-    port = free_port()
-    receiver = Receiver(url=f"http://127.0.0.1:{port}/hook", hang_seconds=hang_seconds)
+    receiver = Receiver(url="", hang_seconds=hang_seconds)
     if plan:
         receiver.plan = list(plan)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(receiver))
+    # Port 0: the kernel picks a free port as the server binds, so no other process can
+    # take it first.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     server.daemon_threads = True
     server.block_on_close = False  # a hanging handler must not hold up the test's end
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -108,7 +110,8 @@ class Mailbox:
 
 @contextmanager
 def smtp_server() -> Iterator[Mailbox]:
-    """A real SMTP server (aiosmtpd) on a free local port."""
+    """A real SMTP server (aiosmtpd) on a free local port (one ``free_port`` reserved: the
+    controller binds it itself)."""
     from aiosmtpd.controller import Controller
 
     box = Mailbox(host="127.0.0.1", port=free_port())

@@ -25,8 +25,12 @@ from wardwatch.runtime import Runtime
 
 @pytest.fixture
 def server(small: Runtime) -> Iterator[str]:
+    """The app on a real socket, without its lifespan: the periodic checks it starts put the
+    system's first OPEL levels on the stream whenever their first pass ends, which on a busy
+    machine can be after a test has subscribed (seen under pytest-xdist), and the tests here
+    count exactly what reaches the stream."""
     small.settings.sse_heartbeat_seconds = 0.2  # so closed streams are noticed quickly
-    with serving(create_app(small)) as url:
+    with serving(create_app(small), lifespan=False) as url:
         yield url
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 import uvicorn
 
 from tests.browser import WAIT_MS, launch, require_chromium
+from tests.serving import free_port
 from wardwatch.app import create_app
 from wardwatch.capacity.schemas import AdmitRequest, PatientIn
 from wardwatch.capacity.service import BedFilter
@@ -45,7 +45,8 @@ SCREENSHOT = ROOT / "docs" / "img" / "first-page.png"
 
 
 class ServerThread:
-    """uvicorn in a background thread; can be stopped and started again on the same port."""
+    """uvicorn in a background thread; can be stopped and started again on the same port
+    (one from ``free_port``: reserved for this process, so nothing takes it meanwhile)."""
 
     def __init__(self, app: Any, port: int) -> None:
         self.app = app
@@ -103,18 +104,12 @@ class Served:
             )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     rt = Runtime.build(Settings(data_dir=tmp_path))
     rt.system.load(load_system_file(EXAMPLE), SYSTEM)
     _, token = rt.auth.create_token(role="read-only", name="browser-test")
-    server = ServerThread(create_app(rt), _free_port())
+    server = ServerThread(create_app(rt), free_port())
     server.start()
     try:
         yield Served(rt=rt, server=server, token=token)
