@@ -6,12 +6,20 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from wardwatch.capacity.models import Bed, Patient, Stay, Ward
+from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
 from wardwatch.capacity.nhs import nhs_number_problem, normalise_nhs_number
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.states import ADMITTABLE, BedState
 from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
+
+
+def site_by_code(session: Session, code: str) -> Site:
+    """The site with ``code``, or a 404 that names it."""
+    site = session.scalar(select(Site).where(Site.code == code))
+    if site is None:
+        raise NotFound(f"no site with code {code!r}")
+    return site
 
 
 def lock_bed(session: Session, bed_id: str) -> Bed:

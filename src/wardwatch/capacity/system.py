@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wardwatch.capacity import counts as bed_counts
+from wardwatch.capacity.lookups import site_by_code
 from wardwatch.capacity.models import Bed, HealthSystem, Patient, Site, Stay, Ward
 from wardwatch.capacity.schemas import (
     BedsAdd,
@@ -157,7 +158,7 @@ class SystemService:
 
     def update_site(self, code: str, req: SiteUpdate, actor: Actor) -> SiteRead:
         with self.db.transaction() as tx:
-            site = _site_by_code(tx.session, code)
+            site = site_by_code(tx.session, code)
             changes = req.model_dump(exclude_unset=True)
             for key, value in changes.items():
                 setattr(site, key, value)
@@ -174,7 +175,7 @@ class SystemService:
 
     def create_ward(self, req: WardCreate, actor: Actor) -> WardRead:
         with self.db.read() as s:
-            site = _site_by_code(s, req.site)
+            site = site_by_code(s, req.site)
             if s.scalar(select(Ward.id).where(Ward.code == req.code)):
                 raise Conflict(f"a ward with code {req.code!r} already exists")
         spec = SiteSpec(
@@ -463,13 +464,6 @@ def _ward_read(ward: Ward, site_code: str, beds: int) -> WardRead:
         sex_policy=ward.sex_policy,
         bed_count=beds,
     )
-
-
-def _site_by_code(s: Session, code: str) -> Site:
-    site = s.scalar(select(Site).where(Site.code == code))
-    if site is None:
-        raise NotFound(f"no site with code {code!r}")
-    return site
 
 
 def _ward_by_code(s: Session, code: str) -> Ward:

@@ -26,21 +26,19 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data)
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text; datetimes as ISO 8601 with their offset. A value orjson cannot
-    write (an integer beyond 64 bits, a non-string key) falls back to the standard library."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(value, default=_iso, separators=(",", ":"))
-
-
 def dumps_bytes(value: Any) -> bytes:
-    """:func:`dumps` as UTF-8 bytes (a response body)."""
+    """Compact JSON as UTF-8 bytes (a response body); datetimes as ISO 8601 with their
+    offset. A value orjson cannot write (an integer beyond 64 bits, a non-string key) falls
+    back to the standard library."""
     try:
         return orjson.dumps(value)
-    except TypeError:
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
         return json.dumps(value, default=_iso, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def dumps(value: Any) -> str:
+    """:func:`dumps_bytes` as text (a statement parameter, a kept fragment)."""
+    return dumps_bytes(value).decode()
 
 
 def _iso(value: Any) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, exists, select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.lookups import find_or_create_patient, lock_stay, open_stay_of
+from wardwatch.capacity.lookups import find_or_create_patient, lock_stay, open_stay_of, site_by_code
 from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.service import CapacityService
@@ -76,9 +76,7 @@ class FlowService:
                 f"decided_at is more than {MAX_WAIT.days} days ago: check the date"
             )
         s = tx.session
-        site = s.scalars(select(Site).where(Site.code == req.site)).first()
-        if site is None:
-            raise NotFound(f"no site with code {req.site!r}")
+        site = site_by_code(s, req.site)
         patient, stay = self._who(s, req)
         busy = s.scalar(
             select(BedRequest.id).where(

@@ -1,16 +1,12 @@
-"""Checks the front door's feeds share: the site a message names, and whether its time is
-believable (an ambulance service or an ED system with a wrong clock must not write
+"""The check the front door's feeds share: whether a message's time is believable
+(an ambulance service or an ED system with a wrong clock must not write
 tomorrow's arrivals, nor rewrite last month's)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from wardwatch.capacity.models import Site
-from wardwatch.core.errors import NotFound, ValidationFailed
+from wardwatch.core.errors import ValidationFailed
 
 #: A sender's clock may run this far ahead of ours.
 FUTURE_SLACK = timedelta(minutes=1)
@@ -24,11 +20,3 @@ def check_time(at: datetime, name: str, now: datetime) -> None:
         raise ValidationFailed(f"{name} {at.isoformat()} is in the future")
     if at < now - TOO_OLD:
         raise ValidationFailed(f"{name} {at.isoformat()} is more than 7 days ago")
-
-
-def site_by_code(s: Session, code: str) -> Site:
-    """The site with ``code``, or a 404 that names it."""
-    site = s.scalars(select(Site).where(Site.code == code)).first()
-    if site is None:
-        raise NotFound(f"no site with code {code!r}")
-    return site

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.lookups import find_or_create_patient
+from wardwatch.capacity.lookups import find_or_create_patient, site_by_code
 from wardwatch.capacity.models import Patient, Site
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.core.actor import Actor
@@ -27,7 +27,7 @@ from wardwatch.db.session import Database, Tx
 from wardwatch.flow.models import BedRequest
 from wardwatch.flow.schemas import BedRequestCreate
 from wardwatch.flow.service import OPEN_REQUEST, FlowService
-from wardwatch.frontdoor.checks import check_time, site_by_code
+from wardwatch.frontdoor.checks import check_time
 from wardwatch.frontdoor.measures import AttendanceTimes, EdFigures, EdNow, ed_figures, ed_now
 from wardwatch.frontdoor.models import Attendance, Handover
 from wardwatch.frontdoor.schemas import AttendanceIn, AttendanceRead, DecisionIn, DepartureIn

@@ -16,14 +16,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.lookups import find_or_create_patient
+from wardwatch.capacity.lookups import find_or_create_patient, site_by_code
 from wardwatch.capacity.models import Site
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
 from wardwatch.core.errors import Conflict, NotFound, ValidationFailed, WardWatchError
 from wardwatch.core.ids import new_id
 from wardwatch.db.session import Database, Tx
-from wardwatch.frontdoor.checks import check_time, site_by_code
+from wardwatch.frontdoor.checks import check_time
 from wardwatch.frontdoor.measures import (
     RELEASE_AFTER,
     HandoverFigures,

@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from wardwatch.capacity.lookups import site_by_code
 from wardwatch.capacity.models import Bed, HealthSystem, Site, Stay, Ward
 from wardwatch.capacity.reports import OccupancyService
 from wardwatch.core.actor import SYSTEM, Actor
 from wardwatch.core.clock import Clock
-from wardwatch.core.errors import NotFound, ValidationFailed
+from wardwatch.core.errors import ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.session import Database, Tx
 from wardwatch.frontdoor.days import local_day
@@ -236,9 +237,7 @@ class OpelService:
         return out[-MAX_HISTORY:]
 
     def require_acute(self, s: Session, code: str) -> Site:
-        site = s.scalars(select(Site).where(Site.code == code)).first()
-        if site is None:
-            raise NotFound(f"no site with code {code!r}")
+        site = site_by_code(s, code)
         if site.kind != "acute":
             raise ValidationFailed(
                 f"{code} is a {site.kind.replace('_', ' ')} site: OPEL levels are kept for "
