@@ -550,6 +550,22 @@ def source_commit() -> str | None:
     return f"{head}+dirty" if dirty else head
 
 
+def host_speed_s() -> float:
+    """Seconds for a bare 10-million-step Python loop (median of 3): a yardstick of the host.
+
+    Machines of the same kind differ: rates measured on two hosts of the same kind, same
+    code, differed about twofold. Recorded so results from different sessions can be
+    compared, or seen not to be comparable.
+    """
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(10_000_000):
+            pass
+        runs.append(time.perf_counter() - start)
+    return round(statistics.median(runs), 3)
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -561,6 +577,7 @@ def machine_info() -> dict[str, Any]:
         "postgresql": postgres_version(),
         "platform": platform.platform(),
         "loadavg": _loadavg(),
+        "python_loop_10m_s": host_speed_s(),
         "wardwatch_source": str(Path(wardwatch.__file__).parent),
         "git": source_commit(),
     }
@@ -571,6 +588,7 @@ def print_machine(info: dict[str, Any]) -> None:
         f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM; "
         f"Python {info['python']}, SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}; "
         f"{info['date']} (git {info['git']}); load average {info['loadavg']}; "
+        f"10M-step Python loop {info['python_loop_10m_s']} s; "
         f"wardwatch from {info['wardwatch_source']}"
     )
 
