@@ -422,6 +422,10 @@ def run(backend: str, args: Any) -> dict[str, Any]:
                     rounds = max(1, int(args.seconds * args.expect / (args.patients * 6)) + 1)
                     work = bodies(kind, args.patients, args.batch, rounds)
                     before = count_readings(url)
+                    # On stderr, for anyone attaching a profiler to the server for this door.
+                    print(
+                        f"door {kind}: sending for {args.seconds:g} s", file=sys.stderr, flush=True
+                    )
                     got = throughput(base, tokens["sender"], kind, work, args.seconds, args.senders)
                     got["checked_in_table"] = count_readings(url) - before
                     doors.append(got)

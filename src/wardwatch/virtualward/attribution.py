@@ -17,6 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from wardwatch.capacity.models import Patient
+from wardwatch.db.filters import one_of
 from wardwatch.virtualward.models import Device, DeviceLink, Enrolment
 from wardwatch.virtualward.readings import Prepared
 
@@ -31,7 +32,7 @@ def attribute(
     serials = {p.raw.device for _, p in ready if p.raw.device}
     devices: dict[str, str] = {}
     if serials:
-        query = select(Device.serial, Device.id).where(Device.serial.in_(serials))
+        query = select(Device.serial, Device.id).where(one_of(s, Device.serial, serials))
         devices = {serial: d for serial, d in s.execute(query)}
     links: dict[str, list[Any]] = defaultdict(list)
     if devices:
@@ -42,7 +43,7 @@ def attribute(
                 DeviceLink.enrolment_id,
                 DeviceLink.linked_at,
                 DeviceLink.unlinked_at,
-            ).where(DeviceLink.device_id.in_(by_id))
+            ).where(one_of(s, DeviceLink.device_id, by_id))
         ):
             links[by_id[link.device_id]].append(link)
     patient_ids = _patients(s, {p.raw.patient for _, p in ready if p.raw.patient})
@@ -50,9 +51,9 @@ def attribute(
     locked = select(Enrolment).order_by(Enrolment.id)
     conditions = []
     if wanted_enrolments:
-        conditions.append(Enrolment.id.in_(wanted_enrolments))
+        conditions.append(one_of(s, Enrolment.id, wanted_enrolments))
     if patient_ids:
-        conditions.append(Enrolment.patient_id.in_(set(patient_ids.values())))
+        conditions.append(one_of(s, Enrolment.patient_id, set(patient_ids.values())))
     enrolments: dict[str, Enrolment] = {}
     if conditions:
         # Locked in id order: two batches for one patient score one after the other.
@@ -78,12 +79,12 @@ def _patients(s: Session, refs: set[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     if nhs:
         for pid, number in s.execute(
-            select(Patient.id, Patient.nhs_number).where(Patient.nhs_number.in_(nhs))
+            select(Patient.id, Patient.nhs_number).where(one_of(s, Patient.nhs_number, nhs))
         ):
             found[nhs[str(number)]] = pid
     if local:
         for pid, lid in s.execute(
-            select(Patient.id, Patient.local_id).where(Patient.local_id.in_(local))
+            select(Patient.id, Patient.local_id).where(one_of(s, Patient.local_id, local))
         ):
             found[local[str(lid)]] = pid
     return found
@@ -98,7 +99,6 @@ def _owner(
     enrolments: Mapping[str, Enrolment],
 ) -> tuple[str, str | None]:
     at = p.at
-    stamp = at.isoformat()
     enrolment: Enrolment | None = None
     if p.raw.device:
         if p.raw.device not in devices:
@@ -113,7 +113,7 @@ def _owner(
         )
         if link is None:
             return (
-                f"device {p.raw.device} was not linked to a patient at {stamp}: the "
+                f"device {p.raw.device} was not linked to a patient at {at.isoformat()}: the "
                 "reading cannot be attributed to anyone",
                 None,
             )
@@ -142,9 +142,9 @@ def _owner(
             None,
         )
         if enrolment is None:
-            return f"patient {ref} was not on a virtual ward at {stamp}", None
+            return f"patient {ref} was not on a virtual ward at {at.isoformat()}", None
     if at < enrolment.enrolled_at:
-        return f"reading at {stamp} is from before the patient was enrolled", None
+        return f"reading at {at.isoformat()} is from before the patient was enrolled", None
     if enrolment.ended_at is not None and at > enrolment.ended_at:
-        return f"reading at {stamp} is from after the patient left the virtual ward", None
+        return f"reading at {at.isoformat()} is from after the patient left the virtual ward", None
     return "", enrolment.id

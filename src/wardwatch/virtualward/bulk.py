@@ -48,7 +48,8 @@ def insert_from_json(table: str, columns: Sequence[tuple[str, str]]) -> str:
 
 
 PG_READINGS = text(
-    insert_from_json("vw_readings", READING_COLUMNS) + " ON CONFLICT (key) DO NOTHING RETURNING key"
+    insert_from_json("vw_readings", READING_COLUMNS)
+    + " ON CONFLICT (key) DO NOTHING RETURNING key, id"
 )
 PG_LATEST = text(
     insert_from_json("vw_latest", LATEST_COLUMNS)
@@ -100,15 +101,19 @@ def table(model: Any) -> Table:
 # --- the statements the ingest batch runs -----------------------------------------------
 
 
-def insert_readings(s: Session, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+def insert_readings(s: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """Insert reading rows (one per key) unless their key is already stored; the keys that
-    were new, so a resend is told apart from a first delivery."""
+    were new, with their ids, so a resend is told apart from a first delivery."""
     if _postgres(s):
-        return set(s.scalars(PG_READINGS, json_rows(rows, READING_COLUMNS)))
-    insert_new = (
-        sqlite.insert(Reading).on_conflict_do_nothing(index_elements=["key"]).returning(Reading.key)
-    )
-    return set(s.scalars(insert_new, rows))
+        found = s.execute(PG_READINGS, json_rows(rows, READING_COLUMNS))
+    else:
+        found = s.execute(
+            sqlite.insert(Reading)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(Reading.key, Reading.id),
+            rows,
+        )
+    return {key: int(rid) for key, rid in found}
 
 
 def upsert_latest(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -152,8 +157,20 @@ def update_enrolments(s: Session, updates: Sequence[Mapping[str, Any]]) -> None:
     )
 
 
+PG_SEEN = text(
+    "UPDATE vw_devices AS d SET last_seen_at = u.at"
+    " FROM unnest(CAST(:b_serial AS text[]), CAST(:b_at AS timestamptz[])) AS u(serial, at)"
+    " WHERE d.serial = u.serial AND (d.last_seen_at IS NULL OR d.last_seen_at < u.at)"
+)
+
+
 def mark_seen(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Devices' last-seen times (``b_serial``, ``b_at``), never moved backwards."""
+    """Devices' last-seen times (``b_serial``, ``b_at``; one row per serial), never moved
+    backwards. PostgreSQL: one statement for the batch, the rows as two arrays."""
+    if _postgres(s):
+        arrays = {key: [r[key] for r in rows] for key in ("b_serial", "b_at")}
+        s.execute(PG_SEEN, arrays)
+        return
     devices = table(Device)
     s.connection().execute(
         update(devices)

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from wardwatch.config import Settings
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
+from wardwatch.db.filters import one_of
 from wardwatch.db.session import Database, Tx
 from wardwatch.virtualward import bulk
 from wardwatch.virtualward.alerting import AlertWriter
@@ -70,6 +71,10 @@ class IngestResult:
     alerts: list[str] = field(default_factory=list)  # ids of alerts raised or upgraded
     #: Per reading, in order: "stored", "duplicate" or "refused".
     outcomes: list[str] = field(default_factory=list)
+    #: Key -> id of each reading this batch stored (resends are not in it), and when it was
+    #: received: a door that answers with ids needs to look up only the resends.
+    stored_ids: dict[str, int] = field(default_factory=dict)
+    received_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -186,6 +191,7 @@ class Ingestor:
         for n, row in enumerate(rows):
             first.setdefault(row["key"], n)
         new_keys = bulk.insert_readings(s, [rows[n] for n in sorted(first.values())])
+        result.stored_ids, result.received_at = new_keys, now
         stored: list[tuple[int, Prepared, str]] = []
         for n, (i, p, e) in enumerate(keep):
             key = rows[n]["key"]
@@ -293,7 +299,7 @@ class Ingestor:
         for row in s.execute(
             select(
                 Latest.enrolment_id, Latest.parameter, Latest.value, Latest.text_value, Latest.at
-            ).where(Latest.enrolment_id.in_(newest))
+            ).where(one_of(s, Latest.enrolment_id, newest))
         ):
             latest[row.enrolment_id][row.parameter] = row
         scores: list[dict[str, Any]] = []

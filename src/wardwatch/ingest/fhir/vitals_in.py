@@ -156,7 +156,10 @@ def _process(rt: Runtime, items: list[_Item], actor: Actor) -> list[_Result]:
     result = rt.virtualward.ingestor.ingest(readings, source="fhir", actor=actor, rejected=rejected)
     why = {r.index: r.reason for r in result.refused}
     keys = [r.key() for r in readings]
-    ids = _ids_by_key(rt, [k for k, o in zip(keys, result.outcomes, strict=True) if o != "refused"])
+    at = result.received_at
+    ids = {k: (rid, at) for k, rid in result.stored_ids.items() if at is not None}
+    resent = [k for k, o in zip(keys, result.outcomes, strict=True) if o == "duplicate"]
+    ids.update(_ids_by_key(rt, [k for k in resent if k not in ids]))
     return [_result(item, keys, result.outcomes, why, ids) for item in items]
 
 
@@ -183,8 +186,9 @@ def _result(
 
 
 def _ids_by_key(rt: Runtime, keys: Sequence[str]) -> dict[str, tuple[int, datetime]]:
-    """Reading key -> (id, received at), for the readings just stored or found again: one
-    query per request (PostgreSQL: the keys as one array parameter)."""
+    """Reading key -> (id, received at), for readings found again (resends): one query per
+    request (PostgreSQL: the keys as one array parameter). Those just stored come with the
+    ingest's result."""
     out: dict[str, tuple[int, datetime]] = {}
     unique = sorted(set(keys))
     if not unique:
