@@ -4,6 +4,7 @@ parsed back through the fhir.resources R4B models."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -425,7 +426,13 @@ def test_entries_the_fast_check_cannot_vouch_for_get_the_full_r4_validation(
     with rt.db.read() as s:
         stored = s.execute(select(Reading.parameter, Reading.value).order_by(Reading.id)).all()
         kept = s.scalars(select(Rejected.reason).order_by(Rejected.id)).all()
+        payloads = s.scalars(select(Rejected.payload).order_by(Rejected.id)).all()
+        senders = s.scalars(select(Rejected.sender).order_by(Rejected.id)).all()
     assert [tuple(row) for row in stored] == [("pulse", 72.0), ("respiration_rate", 16.0)]
+    # Each refused Observation is kept as sent, whichever step refused it (the model check,
+    # or the plausibility check inside the ingest).
+    assert [json.loads(p) for p in payloads] == entries[2:]
+    assert senders == ["device:OX-F"] * 6
     assert [k.split(":")[0] for k in kept] == [f"entry[{n}]" for n in range(2, 7)] + [
         "8310-5 value is too large to be a measurement"
     ]

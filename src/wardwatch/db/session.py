@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
 
+from wardwatch.core import fastjson
 from wardwatch.core.actor import Actor
 from wardwatch.core.bus import Bus
 from wardwatch.core.errors import Conflict
@@ -40,6 +41,9 @@ MAX_REACTIONS = 10_000
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with sane settings for each backend (SQLite: WAL, foreign keys, busy wait)."""
+    # JSON columns are read by orjson (the plans, thresholds and recent totals an ingest
+    # batch loads with its enrolments; the event log).
+    kwargs.setdefault("json_deserializer", fastjson.loads)
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs.setdefault("poolclass", StaticPool)

@@ -19,6 +19,7 @@ from wardwatch.config import Settings
 from wardwatch.core.actor import SYSTEM, Actor
 from wardwatch.core.clock import Clock
 from wardwatch.core.ids import new_id
+from wardwatch.db.filters import one_of
 from wardwatch.db.session import Tx
 from wardwatch.tasks.models import Team
 from wardwatch.virtualward.models import Alert, AlertNote, Device, DeviceLink, Enrolment
@@ -151,7 +152,9 @@ class AlertWriter:
             return
         for alert in tx.session.scalars(
             select(Alert).where(
-                Alert.enrolment_id.in_(by_id), Alert.grp == "missed", Alert.status != "resolved"
+                one_of(tx.session, Alert.enrolment_id, by_id),
+                Alert.grp == "missed",
+                Alert.status != "resolved",
             )
         ):
             self.close(tx, alert, by_id[alert.enrolment_id], actor, "a reading has arrived")

@@ -261,7 +261,7 @@ class Ingestor:
                 "source": source,
                 "sender": readings[i].sender[:120],
                 "reason": reason[:500],
-                "payload": readings[i].payload or _describe(readings[i]),
+                "payload": str(readings[i].payload) or _describe(readings[i]),
             }
             for i, reason in refusals
         ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from wardwatch.core import fastjson
 from wardwatch.virtualward.vitals import (
     LOINC,
     PANELS,
@@ -33,6 +34,24 @@ FUTURE_TOLERANCE: Final = timedelta(minutes=5)
 SOURCES: Final = ("mqtt", "fhir", "hl7", "api")
 
 
+class Fragment:
+    """What a sender sent, written as JSON only if it is needed (the reading is refused and
+    kept): a Bundle's hundreds of accepted entries are never written back out."""
+
+    __slots__ = ("_doc", "_limit", "_text")
+
+    def __init__(self, doc: object, limit: int) -> None:
+        self._doc: object = doc
+        self._limit = limit
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = fastjson.dumps(self._doc)[: self._limit]
+            self._doc = None
+        return self._text
+
+
 @dataclass(frozen=True, slots=True)
 class RawReading:
     """One reading as received. ``code`` is a LOINC code or one of :data:`NAMES`."""
@@ -51,7 +70,7 @@ class RawReading:
     #: FHIR dataAbsentReason (or HL7 OBX-11 "X"): no value, and why.
     absent: str | None = None
     #: The fragment as received, kept if the reading is refused.
-    payload: str = ""
+    payload: str | Fragment = ""
 
     @property
     def sender(self) -> str:

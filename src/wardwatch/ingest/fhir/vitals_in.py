@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Request, Response
@@ -58,7 +59,7 @@ from wardwatch.ingest.fhir.vitals_translate import (
 )
 from wardwatch.runtime import Runtime
 from wardwatch.virtualward.models import Reading
-from wardwatch.virtualward.readings import RawReading
+from wardwatch.virtualward.readings import Fragment, RawReading
 
 MAX_BYTES = 5_000_000
 MAX_ENTRIES = 2000
@@ -79,8 +80,7 @@ class _Item:
     makes thousands of these, and every object the collector tracks makes its passes dearer.)"""
 
     doc: dict[str, Any] | None
-    payload: str
-    sender: str = "unknown sender"
+    payload: Fragment
     #: (HTTP status, issue code, messages) when the whole Observation was refused.
     failure: tuple[int, str, list[str]] | None = None
     first: int = 0  # index of its first reading in the batch
@@ -100,8 +100,8 @@ class _Result:
 def _item(resource: Any, where: str = "") -> _Item:
     """A parsed resource checked against the R4B Observation model (400 if it fails): by the
     fast structural check when it can vouch for it, else by the model itself."""
-    payload = fastjson.dumps(resource)[:KEPT_CHARS]
-    item = _Item(resource if isinstance(resource, dict) else None, payload, sender_of(resource))
+    payload = Fragment(resource, KEPT_CHARS)
+    item = _Item(resource if isinstance(resource, dict) else None, payload)
     prefix = f"{where}: " if where else ""
     if not isinstance(resource, dict):
         item.failure = (400, "invalid", [f"{prefix}the resource is not a JSON object"])
@@ -145,14 +145,17 @@ def _process(rt: Runtime, items: list[_Item], actor: Actor) -> list[_Result]:
             except Refused as exc:
                 item.failure = (422, exc.code, [exc.message])
             else:
+                if refused:
+                    sender = sender_of(item.doc)
+                    rejected += [(sender, reason, str(item.payload)) for reason in refused]
                 item.doc = None  # see the docstring
                 item.first, item.count = len(readings), len(found)
                 readings += found
                 item.warnings = refused
-                rejected += [(item.sender, reason, item.payload) for reason in refused]
                 continue
         if item.failure is not None:
-            rejected.append((item.sender, "; ".join(item.failure[2])[:500], item.payload))
+            reason = "; ".join(item.failure[2])[:500]
+            rejected.append((sender_of(item.doc), reason, str(item.payload)))
     result = rt.virtualward.ingestor.ingest(readings, source="fhir", actor=actor, rejected=rejected)
     why = {r.index: r.reason for r in result.refused}
     keys = [r.key() for r in readings]
@@ -226,6 +229,7 @@ def _answer(
     return FhirResponse(body, status_code=status, headers=headers)
 
 
+@lru_cache(maxsize=64)  # a Bundle's answers share one receipt time
 def _instant(at: datetime) -> str:
     """A FHIR instant as the R4B models write one (UTC as ``Z``)."""
     text = at.isoformat()
@@ -281,7 +285,7 @@ def _entry_item(entry: Any, n: int) -> _Item:
     if not isinstance(entry, dict):
         return _Item(
             None,
-            fastjson.dumps(entry)[:KEPT_CHARS],
+            Fragment(entry, KEPT_CHARS),
             failure=(400, "invalid", [f"{where} is not a JSON object"]),
         )
     request = entry.get("request")

@@ -35,7 +35,7 @@ from wardwatch.ingest.fhir.vitals_codes import (
     UCUM_SYSTEM,
     VITALS_PANEL,
 )
-from wardwatch.virtualward.readings import ACVPU, CONSCIOUSNESS_LOINC, RawReading
+from wardwatch.virtualward.readings import ACVPU, CONSCIOUSNESS_LOINC, Fragment, RawReading
 from wardwatch.virtualward.vitals import LOINC, PANELS
 
 ACCEPTED_STATUSES = frozenset({"final", "preliminary"})
@@ -70,7 +70,9 @@ def as_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def translate(doc: dict[str, Any], payload: str) -> tuple[list[RawReading], list[str], bool]:
+def translate(
+    doc: dict[str, Any], payload: str | Fragment
+) -> tuple[list[RawReading], list[str], bool]:
     """The readings of one valid Observation, the door's refusals of its components, and
     whether it was a panel. Raises :class:`Refused` when nothing of it can be used."""
     status = doc.get("status")
