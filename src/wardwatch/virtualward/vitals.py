@@ -138,6 +138,8 @@ def normalise(parameter: str, value: float, unit: str) -> float:
         raise VitalsError(f"{parameter} unit {unit!r} is not accepted (expected {expected})")
     if isinstance(value, bool) or not math.isfinite(value):
         raise VitalsError(f"{parameter} value {value!r} is not a number")
+    if conversion is _SAME:  # most readings: already in our unit, nothing to compute
+        return float(value)
     offset, multiply, divide = conversion
     return float((Decimal(str(value)) + offset) * multiply / divide)
 
