@@ -39,10 +39,11 @@ from fastapi import Request, Response
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
-from sqlalchemy import ARRAY, String, any_, bindparam, select
+from sqlalchemy import select
 
 from wardwatch.core import fastjson
 from wardwatch.core.actor import Actor
+from wardwatch.db.filters import one_of
 from wardwatch.ingest.fhir.routes import (
     FhirResponse,
     NotSupported,
@@ -189,26 +190,20 @@ def _result(
 
 
 def _ids_by_key(rt: Runtime, keys: Sequence[str]) -> dict[str, tuple[int, datetime]]:
-    """Reading key -> (id, received at), for readings found again (resends): one query per
-    request (PostgreSQL: the keys as one array parameter). Those just stored come with the
-    ingest's result."""
+    """Reading key -> (id, received at), for readings found again (resends), by one query
+    (PostgreSQL: the keys as one array parameter). Those just stored come with the ingest's
+    result."""
     out: dict[str, tuple[int, datetime]] = {}
     unique = sorted(set(keys))
     if not unique:
         return out
     query = select(Reading.key, Reading.id, Reading.received_at)
+    step = SQLITE_KEYS_PER_QUERY  # one query per Bundle in practice (at most 2,000 entries)
     with rt.db.read() as s:
-        if s.get_bind().dialect.name == "postgresql":
-            wanted = bindparam("keys", unique, type_=ARRAY(String))
-            chunks = [query.where(Reading.key == any_(wanted))]
-        else:
-            step = SQLITE_KEYS_PER_QUERY
-            chunks = [
-                query.where(Reading.key.in_(unique[n : n + step]))
-                for n in range(0, len(unique), step)
-            ]
-        for chunk in chunks:
-            for key, rid, at in s.execute(chunk):
+        for n in range(0, len(unique), step):
+            for key, rid, at in s.execute(
+                query.where(one_of(s, Reading.key, unique[n : n + step]))
+            ):
                 out[key] = (int(rid), at)
     return out
 
