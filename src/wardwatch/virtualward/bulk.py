@@ -69,11 +69,15 @@ PG_ENROLMENTS = text(
 )
 
 
+def as_arrays(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows turned into one list per key: the array parameters of an ``unnest`` statement."""
+    return {key: [r[key] for r in rows] for key in keys}
+
+
 def _enrolment_arrays(updates: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    arrays: dict[str, Any] = {
-        key: [u[key] for u in updates]
-        for key in ("b_id", "b_score", "b_at", "b_total", "b_partial", "b_risk")
-    }
+    arrays: dict[str, Any] = as_arrays(
+        updates, ("b_id", "b_score", "b_at", "b_total", "b_partial", "b_risk")
+    )
     arrays["b_recent"] = [fastjson.dumps(u["b_recent"]) for u in updates]
     return arrays
 
@@ -168,8 +172,7 @@ def mark_seen(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Devices' last-seen times (``b_serial``, ``b_at``; one row per serial), never moved
     backwards. PostgreSQL: one statement for the batch, the rows as two arrays."""
     if _postgres(s):
-        arrays = {key: [r[key] for r in rows] for key in ("b_serial", "b_at")}
-        s.execute(PG_SEEN, arrays)
+        s.execute(PG_SEEN, as_arrays(rows, ("b_serial", "b_at")))
         return
     devices = table(Device)
     s.connection().execute(
