@@ -333,6 +333,25 @@ def test_quarantine_fix_and_replay_through_the_api(feed: Runtime, client: TestCl
     assert client.get("/api/hl7/messages", headers=auth(feed, "ward")).status_code == 403
 
 
+def test_the_location_map_follows_the_structure(feed: Runtime) -> None:
+    """The PAS location map is cached by structure version: beds added or a mapping changed
+    are seen by the very next message."""
+    from wardwatch.capacity.schemas import BedsAdd, WardUpdate
+    from wardwatch.core.actor import SYSTEM
+
+    beds = feed.capacity.list_beds(BedFilter(ward="ACU1-AMU"))
+    beyond = len(beds) + 1
+    first = send(feed, adt("A01", T0, pid("P1"), pv1(f"ACU1-AMU^^{beyond}^ACU1")))
+    assert first.ack_code == "AE" and "has no bed" in first.detail
+    feed.system.add_beds("ACU1-AMU", BedsAdd(count=1), SYSTEM)
+    again = send(feed, adt("A01", T0, pid("P1"), pv1(f"ACU1-AMU^^{beyond}^ACU1")))
+    assert again.ack_code == "AA", again.detail
+    feed.system.update_ward("ACU1-AMU", WardUpdate(pas_point_of_care="AMU"), SYSTEM)
+    by_new_name = send(feed, adt("A01", T0, pid("P2"), pv1("AMU^^1^ACU1")))
+    by_old_name = send(feed, adt("A01", T0, pid("P3"), pv1("ACU1-AMU^^2^ACU1")))
+    assert (by_new_name.ack_code, by_old_name.ack_code) == ("AA", "AE")
+
+
 def test_a_resent_quarantined_message_is_tried_again(feed: Runtime) -> None:
     msg = adt("A01", T0, pid("P1"), pv1("ACU1-AMU^^1^ACU1"), control_id="RETRY-1")
     bed = feed.capacity.list_beds(BedFilter(code="ACU1-AMU-01"))[0]

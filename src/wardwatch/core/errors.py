@@ -35,6 +35,10 @@ class Conflict(WardWatchError):
     code = "conflict"
 
 
+class ConcurrentChange(Conflict):
+    """Two writers met on the same record at the same moment; nothing was kept of this one."""
+
+
 class Unauthorized(WardWatchError):
     status_code = 401
     code = "unauthorized"

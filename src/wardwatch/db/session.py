@@ -19,7 +19,7 @@ from sqlalchemy.pool import StaticPool
 from wardwatch.core import fastjson
 from wardwatch.core.actor import Actor
 from wardwatch.core.bus import Bus
-from wardwatch.core.errors import Conflict
+from wardwatch.core.errors import ConcurrentChange, Conflict
 from wardwatch.core.events import DomainEvent
 from wardwatch.db.audit import AuditEntry
 from wardwatch.db.eventlog import EventRecord, domain_event
@@ -84,11 +84,14 @@ class Tx:
     _pending: list[tuple[EventRecord, str | None, str | None]] = field(default_factory=list)
     #: Work to do just before the commit, once per key (e.g. applying summed counters).
     before_commit: dict[str, Callable[[Session], None]] = field(default_factory=dict)
-    #: Room for those hooks' state, by key.
+    #: Room for those hooks' state, by key: containers (a Counter, a list, a dict) that a
+    #: :meth:`Database.step` empties when it rolls back, so a failed step leaves no work.
     scratch: dict[str, Any] = field(default_factory=dict)
     #: Work to do once the transaction has committed (e.g. waking a delivery worker), by key.
     #: Never run if it rolls back; an exception in one is logged, not raised.
     after_commit: dict[str, Callable[[], None]] = field(default_factory=dict)
+    #: How many of the pending events the reactors have seen.
+    _reacted: int = 0
 
     def record(
         self,
@@ -172,7 +175,8 @@ class Database:
         self.reactors.append(reactor)
 
     def _run_reactors(self, tx: Tx) -> None:
-        i = 0
+        """Offer every event not yet offered (and those the reactors record) to each reactor."""
+        i = tx._reacted
         while i < len(tx._pending):
             if i >= MAX_REACTIONS:
                 raise RuntimeError("reactors recorded too many events in one transaction")
@@ -180,6 +184,7 @@ class Database:
             for reactor in self.reactors:
                 reactor(tx, record)
             i += 1
+            tx._reacted = i
 
     @property
     def dialect(self) -> str:
@@ -202,7 +207,7 @@ class Database:
             session.commit()
         except (IntegrityError, StaleDataError) as exc:
             session.rollback()
-            raise Conflict(
+            raise ConcurrentChange(
                 "the record was changed by someone else at the same moment; nothing was "
                 "saved: reload and try again"
             ) from exc
@@ -226,6 +231,38 @@ class Database:
                 callback()
             except Exception:
                 log.exception("after-commit callback %s failed", key)
+
+    @contextmanager
+    def step(self, tx: Tx) -> Iterator[None]:
+        """Part of ``tx`` that stands or falls alone (a savepoint), for a feed that applies
+        several messages in one transaction (group commit).
+
+        At its end the reactors see its events and the before-commit work is done, inside
+        the savepoint; on an error everything it did is undone (rows, events, planned work)
+        and the error propagates, the rest of ``tx`` intact. A row that breaks a unique key
+        (someone stored the same thing at the same moment) raises :class:`ConcurrentChange`.
+        """
+        mark = len(tx._pending)
+        nested = tx.session.begin_nested()
+        try:
+            yield
+            if self.reactors:
+                self._run_reactors(tx)
+            for hook in list(tx.before_commit.values()):
+                hook(tx.session)
+            nested.commit()
+        except BaseException as exc:
+            nested.rollback()  # also after a failed flush, which leaves it inactive
+            del tx._pending[mark:]
+            tx._reacted = min(tx._reacted, mark)
+            for work in tx.scratch.values():
+                work.clear()
+            if isinstance(exc, (IntegrityError, StaleDataError)):
+                raise ConcurrentChange(
+                    "the record was changed by someone else at the same moment; nothing of "
+                    "this step was kept"
+                ) from exc
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:

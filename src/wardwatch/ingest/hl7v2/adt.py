@@ -32,7 +32,7 @@ from wardwatch.capacity.states import BedState
 from wardwatch.core.actor import Actor
 from wardwatch.core.errors import Conflict
 from wardwatch.db.session import Tx
-from wardwatch.ingest.hl7v2.locations import Place, resolve
+from wardwatch.ingest.hl7v2.locations import Locations, Place
 from wardwatch.ingest.hl7v2.models import Hl7PatientClock
 from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, parse_ts
 
@@ -75,6 +75,7 @@ class Adt:
     tz: ZoneInfo
     actor: Actor
     message_id: str
+    locations: Locations
     _patients: dict[int, PatientIn] = field(default_factory=dict)
 
     # --- fields -----------------------------------------------------------------------
@@ -128,7 +129,7 @@ class Adt:
 
     def place(self, field: int, occurrence: int = 1) -> Place | None:
         g = self.msg.get
-        return resolve(
+        return self.locations.resolve(
             self.tx.session,
             g("PV1", field, 1, occurrence=occurrence),
             g("PV1", field, 2, occurrence=occurrence),
@@ -435,7 +436,7 @@ def _a20_bed_status(adt: Adt, at: datetime | None) -> Outcome:
     g = adt.msg.get
     if not adt.msg.has("NPU"):
         raise Hl7Error("A20 needs an NPU segment", code="100", location="NPU")
-    place = resolve(
+    place = adt.locations.resolve(
         adt.tx.session,
         g("NPU", 1, 1),
         g("NPU", 1, 2),

@@ -11,12 +11,15 @@ guessed: there, bed numbers repeat from bay to bay.
 from __future__ import annotations
 
 import re
+import threading
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.models import Bed, Site, Ward
+from wardwatch.capacity.models import Bed, HealthSystem, Site, Ward
 from wardwatch.ingest.hl7v2.parse import Hl7Error
 
 _TRAILING = re.compile(r"(\d+)\s*$")
@@ -30,66 +33,125 @@ class Place:
     bed_code: str | None
 
 
-def resolve(
-    s: Session,
-    point_of_care: str,
-    room: str,
-    bed: str,
-    facility: str,
-    *,
-    field: str,
-    location: str,
-) -> Place | None:
-    """The place a PL names, None when it names nothing, or Hl7Error when it cannot be mapped.
+@dataclass(frozen=True, slots=True)
+class _Ward:
+    id: str
+    code: str
+    facilities: frozenset[str]  # the site's pas_facility (or code), and its code
+    pas_beds: dict[str, int]
+    beds: tuple[tuple[str, str], ...]  # (id, code), in code order
 
-    ``field`` names the field for people ("PV1-3"); ``location`` for the ERR segment.
+
+class Locations:
+    """The PAS location map, read from the database once per structure version.
+
+    Wards, sites and beds change rarely and always move the system's ``structure_version``
+    (a reload of the system file, a ward's or site's edit, beds added): each look-up reads
+    that one number and the map is rebuilt only when it has moved, so a message costs one
+    small query here instead of a ward query and a load of the ward's beds.
     """
-    if not (point_of_care or bed):
-        return None
-    if not point_of_care:
-        raise Hl7Error(
-            f"{field}: a bed without a point of care cannot be mapped",
-            code="103",
-            location=location,
-        )
-    query = (
-        select(Ward, Site)
-        .join(Site, Ward.site_id == Site.id)
-        .where(func.coalesce(Ward.pas_point_of_care, Ward.code) == point_of_care)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: tuple[int, dict[str, list[_Ward]]] | None = None
+
+    def resolve(
+        self,
+        s: Session,
+        point_of_care: str,
+        room: str,
+        bed: str,
+        facility: str,
+        *,
+        field: str,
+        location: str,
+    ) -> Place | None:
+        """The place a PL names, None when it names nothing, or Hl7Error when it cannot be
+        mapped. ``field`` names the field for people ("PV1-3"); ``location`` for the ERR
+        segment."""
+        if not (point_of_care or bed):
+            return None
+        if not point_of_care:
+            raise Hl7Error(
+                f"{field}: a bed without a point of care cannot be mapped",
+                code="103",
+                location=location,
+            )
+        matches = [
+            w
+            for w in self._wards(s).get(point_of_care, ())
+            if not facility or facility in w.facilities
+        ]
+        where = f"{point_of_care}" + (f" at {facility}" if facility else "")
+        if not matches:
+            raise Hl7Error(
+                f"{field}: unknown location {where!r}: add it to the location mapping "
+                f"(pas_point_of_care / pas_facility in the system file)",
+                code="103",
+                location=location,
+            )
+        if len(matches) > 1:
+            raise Hl7Error(
+                f"{field}: location {where!r} matches {len(matches)} wards: set "
+                f"pas_facility on the sites or send the facility (component 4)",
+                code="103",
+                location=location,
+            )
+        ward = matches[0]
+        if not bed:
+            return Place(ward.id, ward.code, None, None)
+        found = _bed(ward, room, bed)
+        if found is None:
+            raise Hl7Error(
+                f"{field}: ward {ward.code} has no bed {bed!r}", code="103", location=location
+            )
+        return Place(ward.id, ward.code, *found)
+
+    def _wards(self, s: Session) -> dict[str, list[_Ward]]:
+        version = s.scalar(select(HealthSystem.structure_version).where(HealthSystem.id == 1))
+        version = -1 if version is None else int(version)
+        cached = self._cached
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        with self._lock:
+            wards = _read_map(s)
+            self._cached = (version, wards)
+        return wards
+
+
+def _read_map(s: Session) -> dict[str, list[_Ward]]:
+    """Point of care -> the wards it may name."""
+    beds: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for bed_id, ward_id, code in s.execute(
+        select(Bed.id, Bed.ward_id, Bed.code).order_by(Bed.ward_id, Bed.code)
+    ):
+        beds[ward_id].append((bed_id, code))
+    wards: dict[str, list[_Ward]] = defaultdict(list)
+    rows: Any = s.execute(
+        select(
+            Ward.id,
+            Ward.code,
+            Ward.pas_point_of_care,
+            Ward.pas_beds,
+            Site.code,
+            Site.pas_facility,
+        ).join(Site, Ward.site_id == Site.id)
     )
-    if facility:
-        query = query.where(
-            or_(func.coalesce(Site.pas_facility, Site.code) == facility, Site.code == facility)
+    for ward_id, code, point_of_care, pas_beds, site_code, site_facility in rows:
+        wards[code if point_of_care is None else point_of_care].append(
+            _Ward(
+                id=ward_id,
+                code=code,
+                facilities=frozenset({site_facility or site_code, site_code}),
+                pas_beds=dict(pas_beds or {}),
+                beds=tuple(beds.get(ward_id, ())),
+            )
         )
-    matches = s.execute(query).all()
-    where = f"{point_of_care}" + (f" at {facility}" if facility else "")
-    if not matches:
-        raise Hl7Error(
-            f"{field}: unknown location {where!r}: add it to the location mapping "
-            f"(pas_point_of_care / pas_facility in the system file)",
-            code="103",
-            location=location,
-        )
-    if len(matches) > 1:
-        raise Hl7Error(
-            f"{field}: location {where!r} matches {len(matches)} wards: set "
-            f"pas_facility on the sites or send the facility (component 4)",
-            code="103",
-            location=location,
-        )
-    ward = matches[0][0]
-    if not bed:
-        return Place(ward.id, ward.code, None, None)
-    bed_row = _bed(s, ward, room, bed)
-    if bed_row is None:
-        raise Hl7Error(
-            f"{field}: ward {ward.code} has no bed {bed!r}", code="103", location=location
-        )
-    return Place(ward.id, ward.code, bed_row.id, bed_row.code)
+    return dict(wards)
 
 
-def _bed(s: Session, ward: Ward, room: str, label: str) -> Bed | None:
-    mapping = ward.pas_beds or {}
+def _bed(ward: _Ward, room: str, label: str) -> tuple[str, str] | None:
+    mapping = ward.pas_beds
     number = mapping.get(f"{room}-{label}") if room else None
     if number is None and room and any("-" in key for key in mapping):
         # The ward maps its beds by bay: a bay and bed it does not list is unknown, never
@@ -97,17 +159,16 @@ def _bed(s: Session, ward: Ward, room: str, label: str) -> Bed | None:
         return None
     if number is None:
         number = mapping.get(label)
-    beds = list(s.scalars(select(Bed).where(Bed.ward_id == ward.id)))
     if number is None:
-        for bed in beds:
-            if bed.code == label:
+        for bed in ward.beds:
+            if bed[1] == label:
                 return bed
         m = _TRAILING.search(label)
         if not m:
             return None
         number = int(m.group(1))
-    for bed in beds:
-        own = _TRAILING.search(bed.code)
+    for bed in ward.beds:
+        own = _TRAILING.search(bed[1])
         if own and int(own.group(1)) == number:
             return bed
     return None

@@ -2,7 +2,10 @@
 
 Each connection is read as a stream: frames may be split across reads or several may come
 in one read. Messages from one connection are applied strictly in order, each acknowledged
-only after its transaction commits (the service runs in a worker thread). A connection that
+only after its transaction commits. Group commit: the messages waiting on all connections
+are applied together by one worker thread, in one transaction (each in a savepoint of its
+own, see :meth:`Hl7Service.handle_batch`), so many connections share each commit and never
+contend with each other for the same beds. A connection that
 sends bytes outside a frame, or a frame larger than the limit, gets an AR and is closed;
 other connections are untouched. A frame cut short by a new start block is answered AR and
 quarantined; one cut short by a disconnect is quarantined.
@@ -23,6 +26,53 @@ log = logging.getLogger(__name__)
 START, END, CR = b"\x0b", b"\x1c", b"\x0d"
 MAX_MESSAGE = 1 << 20  # 1 MiB
 WHITESPACE = b" \t\r\n"
+#: At most this many messages share a commit (a batch holds its beds' locks until then).
+MAX_BATCH = 64
+
+
+class GroupCommit:
+    """Messages from every connection, applied in batches by one worker thread.
+
+    A connection submits one message at a time and waits for its answer, so a batch holds
+    at most one message per connection and each connection's order is kept. While a batch
+    is being applied the next one gathers.
+    """
+
+    def __init__(self, service: Hl7Service, executor: ThreadPoolExecutor) -> None:
+        self.service = service
+        self.executor = executor
+        self._waiting: list[tuple[bytes, str, asyncio.Future[Handled]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, raw: bytes, source: str) -> Handled:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Handled] = loop.create_future()
+        self._waiting.append((raw, source, answer))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return await answer
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch = self._waiting[:MAX_BATCH]
+            del self._waiting[:MAX_BATCH]
+            items = [(raw, source) for raw, source, _ in batch]
+            try:
+                answers = await loop.run_in_executor(
+                    self.executor, self.service.handle_batch, items
+                )
+            except BaseException as exc:  # handle_batch answers everything, but no waiter
+                for _, _, answer in batch:  # may ever be left hanging
+                    if not answer.done():
+                        answer.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                log.exception("HL7 batch could not be handled")
+                continue
+            for (_, _, answer), handled in zip(batch, answers, strict=True):
+                if not answer.done():  # its connection may have gone
+                    answer.set_result(handled)
 
 
 class MllpServer:
@@ -42,6 +92,7 @@ class MllpServer:
         self.max_message = max_message
         self.allowed_peers = allowed_peers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
+        self._commits = GroupCommit(service, self._executor)
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
@@ -158,5 +209,4 @@ class MllpServer:
                 return True
             message = bytes(buf[1:end])
             del buf[: end + (2 if buf[end + 1 : end + 2] == CR else 1)]
-            handled = await self._run(partial(self.service.handle, message, source=source))
-            await self._send(writer, handled)
+            await self._send(writer, await self._commits.submit(message, source))

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -27,11 +27,13 @@ from sqlalchemy import select, update
 from wardwatch.capacity.moves import BedMoves
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
-from wardwatch.core.errors import Conflict, NotFound, WardWatchError
+from wardwatch.core.errors import ConcurrentChange, Conflict, NotFound, WardWatchError
 from wardwatch.core.ids import new_id
-from wardwatch.db.session import Database
+from wardwatch.db.filters import one_of
+from wardwatch.db.session import Database, Tx
 from wardwatch.ingest.hl7v2 import adt, oru
 from wardwatch.ingest.hl7v2.ack import AckError, build_ack
+from wardwatch.ingest.hl7v2.locations import Locations
 from wardwatch.ingest.hl7v2.models import Hl7Message
 from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, decode, parse
 from wardwatch.virtualward.ingest import Ingestor
@@ -63,6 +65,7 @@ class Hl7Service:
         self.db = db
         self.clock = clock
         self.moves = BedMoves(clock)
+        self.locations = Locations()
         self.tz = ZoneInfo(timezone)
         self.retention = timedelta(days=retention_days)
         self.application = application
@@ -105,15 +108,147 @@ class Hl7Service:
             return self._reply(None, exc.ack, exc.text, "quarantined", row_id, exc)
         existing = self._find(msg.key)
         if existing is not None and existing.status in FINAL:
-            return self._reply(
-                msg,
-                existing.ack_code,
-                f"duplicate of a message received "
-                f"{existing.received_at.isoformat()}: not applied again",
-                existing.status,
-                existing.id,
-            )
+            return self._duplicate(msg, existing)
         return self._process(msg, raw, source, existing_id=existing.id if existing else None)
+
+    def _duplicate(self, msg: Parsed, existing: Hl7Message) -> Handled:
+        return self._reply(
+            msg,
+            existing.ack_code,
+            f"duplicate of a message received "
+            f"{existing.received_at.isoformat()}: not applied again",
+            existing.status,
+            existing.id,
+        )
+
+    def handle_batch(self, items: Sequence[tuple[bytes, str | None]]) -> list[Handled]:
+        """Apply several messages, in order, with as few commits as they allow (group
+        commit); their answers, in the same order.
+
+        Consecutive ADT messages share one transaction, each a step of its own (a
+        savepoint): one that cannot be applied is undone alone and quarantined, the others
+        kept. AA still means committed: the answers are returned only once the commit is
+        done. Anything else (ORU, bytes that do not parse, a resend of a message already in
+        the run) is handled alone, in its place, as :meth:`handle` does; so is a message that
+        met a copy stored by another worker at the same moment (after the run's commit). If a
+        run itself fails (the database), each of its messages is handled alone: nothing is
+        lost.
+        """
+        answers: list[Handled | None] = [None] * len(items)
+        run: list[tuple[int, Parsed]] = []
+        keys: set[str] = set()  # the run's message keys
+
+        def finish_run() -> None:
+            if len(run) == 1:
+                i = run[0][0]
+                answers[i] = self.handle(items[i][0], source=items[i][1])
+            elif run:
+                try:
+                    self._apply_batch(items, run, answers)
+                except Exception:
+                    log.warning("HL7 batch failed: applying it one by one", exc_info=True)
+                for i, _ in run:
+                    if answers[i] is None:
+                        answers[i] = self.handle(items[i][0], source=items[i][1])
+            run.clear()
+            keys.clear()
+
+        for i, (raw, source) in enumerate(items):
+            try:
+                msg: Parsed | None = parse(raw)
+            except Hl7Error:
+                msg = None
+            if msg is not None and msg.message_code == "ADT":
+                key = msg.key
+                if key in keys:
+                    finish_run()
+                run.append((i, msg))
+                keys.add(key)
+                continue
+            finish_run()
+            answers[i] = self.handle(raw, source=source)
+        finish_run()
+        return cast(list[Handled], answers)  # every message was answered above
+
+    def _apply_batch(
+        self,
+        items: Sequence[tuple[bytes, str | None]],
+        batch: list[tuple[int, Parsed]],
+        answers: list[Handled | None],
+    ) -> None:
+        """The batch's ADT messages (no key twice) in one transaction; fills ``answers`` for
+        those it settled, and only once the transaction has committed."""
+        settled: list[tuple[int, Handled]] = []
+        with self.db.transaction() as tx:
+            s = tx.session
+            stored = {
+                m.key: m
+                for m in s.scalars(
+                    select(Hl7Message).where(one_of(s, Hl7Message.key, {m.key for _, m in batch}))
+                )
+            }
+            for i, msg in batch:
+                raw, source = items[i]
+                existing = stored.get(msg.key)
+                if existing is not None and existing.status in FINAL:
+                    settled.append((i, self._duplicate(msg, existing)))
+                    continue
+                existing_id = existing.id if existing else None
+                row_id = existing_id or new_id("hl7")
+                try:
+                    with self.db.step(tx):
+                        outcome = self._apply_adt(tx, msg, row_id)
+                        self._store(
+                            s,
+                            row_id,
+                            msg,
+                            raw,
+                            source,
+                            status=outcome.status,
+                            ack_code="AA",
+                            detail=outcome.detail,
+                            existing=existing_id,
+                        )
+                except ConcurrentChange:
+                    continue  # met a copy stored elsewhere: handle() sorts it out
+                except (Hl7Error, WardWatchError) as exc:
+                    error = _as_hl7_error(exc)
+                    with self.db.step(tx):
+                        self._store(
+                            s,
+                            row_id,
+                            msg,
+                            raw,
+                            source,
+                            status="quarantined",
+                            ack_code=error.ack,
+                            detail=error.text,
+                            location=error.location,
+                            existing=existing_id,
+                        )
+                    settled.append(
+                        (i, self._reply(msg, error.ack, error.text, "quarantined", row_id, error))
+                    )
+                    continue
+                settled.append((i, self._reply(msg, "AA", outcome.detail, outcome.status, row_id)))
+        for i, handled in settled:  # committed: now they may be answered
+            answers[i] = handled
+
+    def _apply_adt(
+        self, tx: Tx, msg: Parsed, row_id: str, actor: Actor | None = None
+    ) -> adt.Outcome:
+        feed = actor or Actor(name=f"hl7:{msg.get('MSH', 3) or 'unknown'}", role="integration")
+        return adt.apply(
+            adt.Adt(
+                tx=tx,
+                moves=self.moves,
+                msg=msg,
+                tz=self.tz,
+                actor=feed,
+                message_id=row_id,
+                locations=self.locations,
+            )
+        )
 
     def reject(self, raw: bytes, text: str, *, source: str | None = None) -> Handled:
         """Quarantine bytes that never made a message (a truncated frame) and answer AR."""
@@ -144,11 +279,7 @@ class Hl7Service:
                         code="200",
                         location="MSH^1^9",
                     )
-                outcome = adt.apply(
-                    adt.Adt(
-                        tx=tx, moves=self.moves, msg=msg, tz=self.tz, actor=feed, message_id=row_id
-                    )
-                )
+                outcome = self._apply_adt(tx, msg, row_id, feed)
                 self._store(
                     tx.session,
                     row_id,

@@ -1,0 +1,202 @@
+"""Group commit: several HL7 messages applied in one transaction, each in a savepoint.
+
+``Hl7Service.handle_batch`` is what the MLLP listener calls with the messages waiting on all
+its connections. These tests hold it to the promises of ``handle``: the same answers, the
+same board, and a message that fails leaves no trace (no patient, event, task, notification
+or counter of its own) while the others in its batch are kept. On SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.hl7util import ack_fields, adt, pid, pv1
+from wardwatch.capacity.models import Patient
+from wardwatch.capacity.service import BedFilter
+from wardwatch.capacity.states import BedState
+from wardwatch.core.actor import SYSTEM
+from wardwatch.core.clock import ManualClock
+from wardwatch.core.errors import ConcurrentChange, Conflict
+from wardwatch.db.eventlog import EventRecord
+from wardwatch.db.session import Tx
+from wardwatch.ingest.hl7v2.models import Hl7Message
+from wardwatch.notify.models import Notification
+from wardwatch.runtime import Runtime
+from wardwatch.tasks.models import Task
+
+T0 = "20260105100000"
+
+
+@pytest.fixture
+def feed(small: Runtime, clock: ManualClock) -> Runtime:
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+    return small
+
+
+def board(rt: Runtime, ward: str = "ACU1-AMU") -> dict[str, str]:
+    return {b.code: b.state.value for b in rt.capacity.list_beds(BedFilter(ward=ward))}
+
+
+def counted(rt: Runtime, model: type, *where: object) -> int:
+    with rt.db.read() as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def patients(rt: Runtime) -> set[str]:
+    with rt.db.read() as s:
+        return {p.local_id for p in s.scalars(select(Patient))}
+
+
+def test_a_batch_answers_as_one_by_one_would_and_failures_leave_no_trace(feed: Runtime) -> None:
+    first = adt("A01", T0, pid("P1"), pv1("ACU1-AMU^^1^ACU1"), control_id="B-1")
+    batch = [
+        first,
+        # Bed 1 is taken by then: refused after P2 was looked up (and would be created).
+        adt("A01", "20260105100100", pid("P2"), pv1("ACU1-AMU^^1^ACU1"), control_id="B-2"),
+        adt("A01", "20260105100200", pid("P3"), pv1("NOWHERE^^1^ACU1"), control_id="B-3"),
+        b"this is not HL7",
+        adt("A02", "20260105100300", pid("P1"), pv1("ACU1-AMU^^2^ACU1"), control_id="B-5"),
+        first,  # resent within the batch: answered again, applied once
+        adt("A03", "20260105100400", pid("P1"), pv1("ACU1-AMU^^2^ACU1"), control_id="B-7"),
+        adt("A20", "20260105100500", "NPU|ACU1-AMU^^1^ACU1|U", control_id="B-8"),
+        adt("A02", "20260105100600", pid("P9"), pv1("ACU1-AMU^^3^ACU1"), control_id="B-9"),
+    ]
+    answers = feed.hl7.handle_batch([(raw, "test") for raw in batch])
+
+    codes = [a.ack_code for a in answers]
+    assert codes == ["AA", "AE", "AE", "AR", "AA", "AA", "AA", "AA", "AE"]
+    assert [ack_fields(a.ack)["control_id"] for a in answers][:3] == ["B-1", "B-2", "B-3"]
+    assert "not applied again" in answers[5].detail
+    assert [ack_fields(a.ack)["error"] for a in answers if a.ack_code == "AE"] == [
+        "207",  # the bed is occupied (a domain refusal)
+        "103",  # unknown location
+        "204",  # unknown patient
+    ]
+    beds = board(feed)
+    assert (beds["ACU1-AMU-01"], beds["ACU1-AMU-02"], beds["ACU1-AMU-03"]) == (
+        "available",  # admitted, left by transfer, cleaned (A20 U)
+        "awaiting_clean",  # transferred to, then discharged
+        "available",
+    )
+    # The refused admission left no patient behind; the unknown patient was not created.
+    assert patients(feed) == {"P1"}
+    # Every message is kept once with what became of it.
+    with feed.db.read() as s:
+        kept = {m.control_id: (m.status, m.ack_code) for m in s.scalars(select(Hl7Message))}
+    assert kept == {
+        "B-1": ("accepted", "AA"),
+        "B-2": ("quarantined", "AE"),
+        "B-3": ("quarantined", "AE"),
+        None: ("quarantined", "AR"),
+        "B-5": ("accepted", "AA"),
+        "B-7": ("accepted", "AA"),
+        "B-8": ("accepted", "AA"),
+        "B-9": ("quarantined", "AE"),
+    }
+    # Bed 1's clean was asked for by the transfer and finished by the A20; bed 2's is open.
+    with feed.db.read() as s:
+        tasks = {(t.bed_code, t.status) for t in s.scalars(select(Task))}
+    assert tasks == {("ACU1-AMU-01", "done"), ("ACU1-AMU-02", "requested")}
+    # Only the applied messages' events are in the log (no trace of B-2's attempt).
+    assert counted(feed, EventRecord, EventRecord.type == "stay.admitted") == 1
+    assert counted(feed, EventRecord, EventRecord.type == "stay.transferred_in") == 1
+    assert counted(feed, EventRecord, EventRecord.type == "stay.discharged") == 1
+    # (and the rt fixture checks the ward counters still agree with the beds)
+
+
+def test_a_batch_matches_the_same_messages_sent_one_by_one(
+    small: Runtime, clock: ManualClock
+) -> None:
+    """The same story on two wards: one by one on AMU, as one batch on F1."""
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+
+    def story(ward: str, tag: str) -> list[bytes]:
+        return [
+            adt("A01", T0, pid(f"{tag}1"), pv1(f"{ward}^^1^ACU1"), control_id=f"{tag}-1"),
+            adt("A01", T0, pid(f"{tag}2"), pv1(f"{ward}^^1^ACU1"), control_id=f"{tag}-2"),
+            adt("A01", T0, pid(f"{tag}3"), pv1(f"{ward}^^3^ACU1"), control_id=f"{tag}-3"),
+            adt(
+                "A02",
+                "20260105100500",
+                pid(f"{tag}1"),
+                pv1(f"{ward}^^2^ACU1"),
+                control_id=f"{tag}-4",
+            ),
+            adt("A03", "20260105101000", pid(f"{tag}3"), pv1(f"{ward}^^3^ACU1")),
+            adt("A20", "20260105101500", f"NPU|{ward}^^3^ACU1|C"),
+            adt("A11", "20260105102000", pid(f"{tag}1"), pv1(f"{ward}^^2^ACU1")),
+        ]
+
+    alone = [small.hl7.handle(raw, source="t").ack_code for raw in story("ACU1-AMU", "A")]
+    together = [
+        a.ack_code for a in small.hl7.handle_batch([(r, "t") for r in story("ACU1-F1", "F")])
+    ]
+    assert together == alone
+    amu, f1 = board(small, "ACU1-AMU"), board(small, "ACU1-F1")
+    first_four = [amu[f"ACU1-AMU-0{n}"] for n in range(1, 5)]
+    assert first_four == [f1[f"ACU1-F1-0{n}"] for n in range(1, 5)]
+    # Bed 1 left by the transfer, bed 2's admission cancelled (A11), bed 3 closed after
+    # its discharge (A20 C).
+    assert first_four == ["awaiting_clean", "available", "closed", "available"]
+
+
+def test_a_failed_step_undoes_its_events_and_planned_work_but_not_the_others(
+    feed: Runtime,
+) -> None:
+    """Database.step directly. Each step marks a bed dirty; the reactors then ask for a
+    clean (a task), plan its notification and count the bed; the second step fails after
+    all that (a reactor of ours raises), so none of it may remain."""
+    beds = {b.code: b.id for b in feed.capacity.list_beds(BedFilter(ward="ACU1-AMU"))}
+
+    def fail_for_bed_2(tx: Tx, rec: EventRecord) -> None:
+        if rec.type == "task.created" and rec.bed_id == beds["ACU1-AMU-02"]:
+            raise Conflict("changed my mind")
+
+    feed.db.react(fail_for_bed_2)
+    dirty = BedState.AWAITING_CLEAN
+    with feed.db.transaction() as tx:
+        with feed.db.step(tx):
+            feed.hl7.moves.change_state(tx, beds["ACU1-AMU-01"], dirty, "kept", SYSTEM)
+        with pytest.raises(Conflict, match="changed my mind"), feed.db.step(tx):
+            feed.hl7.moves.change_state(tx, beds["ACU1-AMU-02"], dirty, "undone", SYSTEM)
+    now = board(feed)
+    assert (now["ACU1-AMU-01"], now["ACU1-AMU-02"]) == ("awaiting_clean", "available")
+    assert counted(feed, EventRecord, EventRecord.reason == "kept") == 1
+    assert counted(feed, EventRecord, EventRecord.reason == "undone") == 0
+    with feed.db.read() as s:
+        tasks = list(s.scalars(select(Task)))
+        told = list(s.scalars(select(Notification)))
+    assert [t.bed_code for t in tasks] == ["ACU1-AMU-01"]
+    assert told and {n.task_id for n in told} == {tasks[0].id}
+    # (and the rt fixture checks the counters: the undone step's -1/+1 was never applied)
+
+
+def test_a_unique_key_clash_inside_a_step_is_a_concurrent_change(feed: Runtime) -> None:
+    raw = adt("A01", T0, pid("P1"), pv1("ACU1-AMU^^1^ACU1"), control_id="DUP")
+    feed.hl7.handle(raw, source="t")
+    with feed.db.read() as s:
+        stored = s.scalars(select(Hl7Message)).one()
+    with feed.db.transaction() as tx:
+        with pytest.raises(ConcurrentChange), feed.db.step(tx):
+            tx.session.add(
+                Hl7Message(
+                    id="hl7-clash",
+                    key=stored.key,
+                    received_at=stored.received_at,
+                    status="accepted",
+                    ack_code="AA",
+                )
+            )
+        tx.session.add(  # the transaction goes on after the failed step
+            Hl7Message(
+                id="hl7-after",
+                key="after",
+                received_at=stored.received_at,
+                status="accepted",
+                ack_code="AA",
+            )
+        )
+    assert counted(feed, Hl7Message) == 2
