@@ -200,3 +200,31 @@ def test_a_unique_key_clash_inside_a_step_is_a_concurrent_change(feed: Runtime) 
             )
         )
     assert counted(feed, Hl7Message) == 2
+
+
+def test_a_message_refused_by_a_reactor_is_quarantined_alone(feed: Runtime) -> None:
+    """A step can fail after the move itself (here a reactor refuses the admission to bed 2):
+    that message is undone and kept once as quarantined; its neighbours stand."""
+    bed2 = feed.capacity.list_beds(BedFilter(code="ACU1-AMU-02"))[0].id
+
+    def refuse_bed_2(tx: Tx, rec: EventRecord) -> None:
+        if rec.bed_id == bed2:
+            raise Conflict("bed 2 is being refurbished")
+
+    feed.db.react(refuse_bed_2)
+    answers = feed.hl7.handle_batch(
+        [
+            (adt("A01", T0, pid(f"P{n}"), pv1(f"ACU1-AMU^^{n}^ACU1"), control_id=f"R-{n}"), "t")
+            for n in (1, 2, 3)
+        ]
+    )
+    assert [a.ack_code for a in answers] == ["AA", "AE", "AA"]
+    assert answers[1].detail == "bed 2 is being refurbished"
+    beds = board(feed)
+    assert [beds[f"ACU1-AMU-0{n}"] for n in (1, 2, 3)] == ["occupied", "available", "occupied"]
+    assert patients(feed) == {"P1", "P3"}
+    assert sorted((r["control_id"], r["status"]) for r in feed.hl7.list()) == [
+        ("R-1", "accepted"),
+        ("R-2", "quarantined"),
+        ("R-3", "accepted"),
+    ]

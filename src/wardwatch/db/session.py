@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,8 +85,9 @@ class Tx:
     _pending: list[tuple[EventRecord, str | None, str | None]] = field(default_factory=list)
     #: Work to do just before the commit, once per key (e.g. applying summed counters).
     before_commit: dict[str, Callable[[Session], None]] = field(default_factory=dict)
-    #: Room for those hooks' state, by key: containers (a Counter, a list, a dict) that a
-    #: :meth:`Database.step` empties when it rolls back, so a failed step leaves no work.
+    #: Room for those hooks' state, by key: containers (a Counter, a list, a dict, a set)
+    #: that a :meth:`Database.step` puts back as they were when it rolls back, in place (the
+    #: hooks hold them), so a failed step leaves no work planned.
     scratch: dict[str, Any] = field(default_factory=dict)
     #: Work to do once the transaction has committed (e.g. waking a delivery worker), by key.
     #: Never run if it rolls back; an exception in one is logged, not raised.
@@ -163,6 +165,17 @@ class Tx:
         ]
 
 
+def _restore(work: Any, before: Any) -> None:
+    """Put a scratch container back as it was (``before``: its copy; None: it was new)."""
+    work.clear()
+    if before is None:
+        return
+    if isinstance(work, list):
+        work.extend(before)
+    else:
+        work.update(before)
+
+
 class Database:
     def __init__(self, engine: Engine, bus: Bus | None = None) -> None:
         self.engine = engine
@@ -237,26 +250,26 @@ class Database:
         """Part of ``tx`` that stands or falls alone (a savepoint), for a feed that applies
         several messages in one transaction (group commit).
 
-        At its end the reactors see its events and the before-commit work is done, inside
-        the savepoint; on an error everything it did is undone (rows, events, planned work)
-        and the error propagates, the rest of ``tx`` intact. A row that breaks a unique key
-        (someone stored the same thing at the same moment) raises :class:`ConcurrentChange`.
+        At its end the reactors see its events, inside the savepoint; the before-commit work
+        (counters, notifications) stays planned for the commit, so a batch does it once. On
+        an error everything the step did is undone, its planned work included, and the error
+        propagates, the rest of ``tx`` intact. A row that breaks a unique key (someone
+        stored the same thing at the same moment) raises :class:`ConcurrentChange`.
         """
         mark = len(tx._pending)
+        planned = {key: copy.copy(work) for key, work in tx.scratch.items()}
         nested = tx.session.begin_nested()
         try:
             yield
             if self.reactors:
                 self._run_reactors(tx)
-            for hook in list(tx.before_commit.values()):
-                hook(tx.session)
             nested.commit()
         except BaseException as exc:
             nested.rollback()  # also after a failed flush, which leaves it inactive
             del tx._pending[mark:]
             tx._reacted = min(tx._reacted, mark)
-            for work in tx.scratch.values():
-                work.clear()
+            for key, work in tx.scratch.items():
+                _restore(work, planned.get(key))
             if isinstance(exc, (IntegrityError, StaleDataError)):
                 raise ConcurrentChange(
                     "the record was changed by someone else at the same moment; nothing of "

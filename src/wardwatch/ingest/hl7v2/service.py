@@ -19,10 +19,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from wardwatch.capacity.moves import BedMoves
 from wardwatch.core.actor import Actor
@@ -179,6 +180,7 @@ class Hl7Service:
         """The batch's ADT messages (no key twice) in one transaction; fills ``answers`` for
         those it settled, and only once the transaction has committed."""
         settled: list[tuple[int, Handled]] = []
+        kept: list[dict[str, Any]] = []  # the new message rows, inserted together
         with self.db.transaction() as tx:
             s = tx.session
             stored = {
@@ -198,39 +200,27 @@ class Hl7Service:
                 try:
                     with self.db.step(tx):
                         outcome = self._apply_adt(tx, msg, row_id)
-                        self._store(
-                            s,
-                            row_id,
-                            msg,
-                            raw,
-                            source,
-                            status=outcome.status,
-                            ack_code="AA",
-                            detail=outcome.detail,
-                            existing=existing_id,
-                        )
                 except ConcurrentChange:
                     continue  # met a copy stored elsewhere: handle() sorts it out
                 except (Hl7Error, WardWatchError) as exc:
                     error = _as_hl7_error(exc)
-                    with self.db.step(tx):
-                        self._store(
-                            s,
-                            row_id,
-                            msg,
-                            raw,
-                            source,
-                            status="quarantined",
-                            ack_code=error.ack,
-                            detail=error.text,
-                            location=error.location,
-                            existing=existing_id,
-                        )
-                    settled.append(
-                        (i, self._reply(msg, error.ack, error.text, "quarantined", row_id, error))
+                    outcome = None
+                keep = partial(self._store, s, row_id, msg, raw, source, existing=existing_id)
+                if outcome is None:
+                    keep(
+                        status="quarantined",
+                        ack_code=error.ack,
+                        detail=error.text,
+                        location=error.location,
+                        later=kept,
                     )
-                    continue
-                settled.append((i, self._reply(msg, "AA", outcome.detail, outcome.status, row_id)))
+                    answer = self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
+                else:
+                    keep(status=outcome.status, ack_code="AA", detail=outcome.detail, later=kept)
+                    answer = self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
+                settled.append((i, answer))
+            if kept:  # a key stored meanwhile by another worker fails the batch: see above
+                s.execute(insert(Hl7Message), kept)
         for i, handled in settled:  # committed: now they may be answered
             answers[i] = handled
 
@@ -372,7 +362,10 @@ class Hl7Service:
         detail: str,
         location: str | None = None,
         existing: str | None = None,
+        later: list[dict[str, Any]] | None = None,
     ) -> None:
+        """Keep the message (or update the kept copy, ``existing``) with its outcome; a new
+        row goes to ``later`` when given (a batch inserts its rows together)."""
         now = self.clock.now()
         try:
             event_time = adt.event_time(msg, self.tz)
@@ -387,24 +380,26 @@ class Hl7Service:
             row.error_location, row.processed_at = location, now
             row.attempts += 1
             return
-        s.add(
-            Hl7Message(
-                id=row_id,
-                key=msg.key[:240],
-                control_id=msg.control_id,
-                message_type=msg.message_type,
-                version=msg.version,
-                event_time=event_time,
-                received_at=now,
-                processed_at=now,
-                status=status,
-                ack_code=ack_code,
-                detail=detail,
-                error_location=location,
-                source=source,
-                raw=decode(raw),
-            )
-        )
+        row = {
+            "id": row_id,
+            "key": msg.key[:240],
+            "control_id": msg.control_id,
+            "message_type": msg.message_type,
+            "version": msg.version,
+            "event_time": event_time,
+            "received_at": now,
+            "processed_at": now,
+            "status": status,
+            "ack_code": ack_code,
+            "detail": detail,
+            "error_location": location,
+            "source": source,
+            "raw": decode(raw),
+        }
+        if later is not None:
+            later.append(row)
+        else:
+            s.add(Hl7Message(**row))
 
     def _quarantine_unparsed(self, raw: bytes, exc: Hl7Error, source: str | None) -> str:
         key = "unparsed|" + hashlib.sha256(raw).hexdigest()
