@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import hl7.client
 import pytest
@@ -213,6 +214,53 @@ def test_eight_concurrent_connections(mllp: tuple[Runtime, int]) -> None:
     assert sorted(results) == list(range(8))
     assert all(codes == ["AA", "AA"] for codes in results.values()), results
     assert _occupied(rt) == set(beds)
+
+
+def test_messages_waiting_on_several_connections_share_one_commit(
+    small: Runtime, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: while one batch is being applied, the messages arriving on the other
+    connections wait, then go together in the next batch; every ACK still says AA."""
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+    sizes: list[int] = []
+    gate = threading.Event()
+    real = small.hl7.handle_batch
+
+    def held(items: list[tuple[bytes, str | None]]) -> list[Any]:
+        sizes.append(len(items))
+        if len(sizes) == 1:
+            gate.wait(10)  # the first batch waits until the others are queued
+        return real(items)
+
+    monkeypatch.setattr(small.hl7, "handle_batch", held)
+    port = free_port()
+    app = create_app(small, mllp_port=port)
+    codes: dict[int, str] = {}
+
+    def send(n: int) -> None:
+        with _connect(port) as sock:
+            raw = adt("A01", T0, pid(f"G{n}", sex="U"), pv1(f"ACU1-AMU^^{n + 1}^ACU1"))
+            sock.sendall(_frame(raw))
+            codes[n] = ack_fields(_read_frame(sock))["code"]
+
+    with serving(app):
+        first = threading.Thread(target=send, args=(0,))
+        first.start()
+        deadline = time.monotonic() + 10
+        while not sizes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        others = [threading.Thread(target=send, args=(n,)) for n in range(1, 6)]
+        for t in others:
+            t.start()
+        queue = app.state.mllp._commits._waiting
+        while len(queue) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        gate.set()
+        for t in [first, *others]:
+            t.join(timeout=30)
+    assert sizes == [1, 5]
+    assert codes == dict.fromkeys(range(6), "AA")
+    assert {f"ACU1-AMU-0{n}" for n in range(1, 7)} <= _occupied(small)
 
 
 def test_an_end_block_without_its_carriage_return_still_ends_the_frame(

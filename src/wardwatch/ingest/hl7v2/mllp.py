@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 START, END, CR = b"\x0b", b"\x1c", b"\x0d"
 MAX_MESSAGE = 1 << 20  # 1 MiB
 WHITESPACE = b" \t\r\n"
-#: At most this many messages share a commit (a batch holds its beds' locks until then).
-MAX_BATCH = 64
+#: At most this many messages share a commit. A batch holds the locks of the beds it moved
+#: until then (~13 ms a message here), so a person changing one of those beds waits at most
+#: a batch; larger batches gained nothing in throughput (PERFORMANCE.md).
+MAX_BATCH = 16
 
 
 class GroupCommit:
