@@ -140,10 +140,7 @@ class Hl7Service:
         keys: set[str] = set()  # the run's message keys
 
         def finish_run() -> None:
-            if len(run) == 1:
-                i = run[0][0]
-                answers[i] = self.handle(items[i][0], source=items[i][1])
-            elif run:
+            if run:  # a run of one too: its duplicate check then shares its transaction
                 try:
                     self._apply_batch(items, run, answers)
                 except Exception:
