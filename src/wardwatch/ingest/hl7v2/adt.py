@@ -77,6 +77,10 @@ class Adt:
     message_id: str
     locations: Locations
     _patients: dict[int, PatientIn] = field(default_factory=dict)
+    #: The patients looked up so far (None: not known), by PID occurrence. Only a message's
+    #: own handler creates a patient, after the look-ups: an admission (A01) creates through
+    #: ``find_or_create_patient`` and never reads this.
+    _found: dict[int, Patient | None] = field(default_factory=dict)
 
     # --- fields -----------------------------------------------------------------------
 
@@ -166,8 +170,14 @@ class Adt:
 
     # --- patients and stays -------------------------------------------------------------
 
+    def find(self, occurrence: int = 1) -> Patient | None:
+        """The patient a PID segment names, if known (looked up once per message)."""
+        if occurrence not in self._found:
+            self._found[occurrence] = find_patient(self.tx.session, self.patient_in(occurrence))
+        return self._found[occurrence]
+
     def known_patient(self, occurrence: int = 1) -> Patient:
-        patient = find_patient(self.tx.session, self.patient_in(occurrence))
+        patient = self.find(occurrence)
         if patient is None:
             raise Hl7Error(
                 "unknown patient: no admission was received for them",
@@ -258,7 +268,7 @@ def apply(adt: Adt) -> Outcome:
     if adt.trigger in PATIENT_EVENTS_NEEDING_ORDER:
         occurrences = (1, 2) if adt.trigger == "A17" else (1,)
         for occurrence in occurrences:
-            patient = find_patient(adt.tx.session, adt.patient_in(occurrence))
+            patient = adt.find(occurrence)
             later = adt.superseded(patient, at) if patient else None
             if later is not None:
                 return Outcome(

@@ -23,6 +23,8 @@ from wardwatch.capacity.models import Bed, HealthSystem, Site, Ward
 from wardwatch.ingest.hl7v2.parse import Hl7Error
 
 _TRAILING = re.compile(r"(\d+)\s*$")
+#: Where a transaction's session keeps the structure version it has read.
+VERSION_SEEN = "wardwatch.structure_version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +110,12 @@ class Locations:
         return Place(ward.id, ward.code, *found)
 
     def _wards(self, s: Session) -> dict[str, list[_Ward]]:
-        version = s.scalar(select(HealthSystem.structure_version).where(HealthSystem.id == 1))
-        version = -1 if version is None else int(version)
+        # Read once per transaction: a batch of messages resolves against the structure as
+        # it was when the batch began, as one message would.
+        version = s.info.get(VERSION_SEEN)
+        if version is None:
+            found = s.scalar(select(HealthSystem.structure_version).where(HealthSystem.id == 1))
+            version = s.info[VERSION_SEEN] = -1 if found is None else int(found)
         cached = self._cached
         if cached is not None and cached[0] == version:
             return cached[1]
