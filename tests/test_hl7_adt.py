@@ -352,6 +352,17 @@ def test_the_location_map_follows_the_structure(feed: Runtime) -> None:
     assert (by_new_name.ack_code, by_old_name.ack_code) == ("AA", "AE")
 
 
+def test_a_padded_identifier_names_the_same_patient(feed: Runtime) -> None:
+    """PID-3 padded with spaces (fixed-width exports) is read as the plain identifier, by the
+    ADT feed as by the ORU one: the patient is not split in two."""
+    assert send(feed, adt("A01", T0, pid(" H77 "), pv1("ACU1-AMU^^1^ACU1"))).ack_code == "AA"
+    moved = send(feed, adt("A02", "20260105101000", pid("H77"), pv1("ACU1-AMU^^2^ACU1")))
+    assert moved.ack_code == "AA", moved.detail
+    assert [(s.local_id, s.bed_code) for s in feed.capacity.list_stays()] == [
+        ("H77", "ACU1-AMU-02")
+    ]
+
+
 def test_a_resent_quarantined_message_is_tried_again(feed: Runtime) -> None:
     msg = adt("A01", T0, pid("P1"), pv1("ACU1-AMU^^1^ACU1"), control_id="RETRY-1")
     bed = feed.capacity.list_beds(BedFilter(code="ACU1-AMU-01"))[0]

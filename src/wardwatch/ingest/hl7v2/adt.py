@@ -26,7 +26,7 @@ from wardwatch.capacity.lookups import (
 )
 from wardwatch.capacity.models import Patient, Stay
 from wardwatch.capacity.moves import BedMoves
-from wardwatch.capacity.nhs import nhs_number_problem, normalise_nhs_number
+from wardwatch.capacity.nhs import nhs_number_problem
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.states import BedState
 from wardwatch.core.actor import Actor
@@ -34,7 +34,7 @@ from wardwatch.core.errors import Conflict
 from wardwatch.db.session import Tx
 from wardwatch.ingest.hl7v2.locations import Locations, Place
 from wardwatch.ingest.hl7v2.models import Hl7PatientClock
-from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, parse_ts
+from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, parse_ts, pid_identifiers
 
 SEX = {"M": "male", "F": "female", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
 #: HL7 table 0116 bed status → our state (and the reason shown on the board).
@@ -101,20 +101,7 @@ class Adt:
     def _read_patient(self, occurrence: int) -> PatientIn:
         if not self.msg.segments("PID")[occurrence - 1 : occurrence]:
             raise Hl7Error("the message has no PID segment", code="100", location="PID")
-        nhs, local = None, None
-        for rep in range(1, self.msg.repetitions("PID", 3, occurrence) + 1):
-            value = self.msg.get("PID", 3, 1, repetition=rep, occurrence=occurrence)
-            kind = self.msg.get("PID", 3, 5, repetition=rep, occurrence=occurrence).upper()
-            authority = self.msg.get("PID", 3, 4, repetition=rep, occurrence=occurrence)
-            if not value:
-                continue
-            if kind == "NH" or authority.upper() in ("NHS", "NHSNBR"):
-                nhs = value
-            elif local is None or kind in ("MR", "PI"):
-                local = value
-        legacy = self.msg.get("PID", 2, occurrence=occurrence)  # v2.3 feeds put NHS no. here
-        if nhs is None and legacy and len(normalise_nhs_number(legacy)) == 10:
-            nhs = legacy
+        nhs, local = pid_identifiers(self.msg, occurrence)
         if nhs is not None:
             problem = nhs_number_problem(nhs)
             if problem:

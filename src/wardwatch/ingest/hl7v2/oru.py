@@ -40,7 +40,7 @@ from wardwatch.core.actor import Actor
 from wardwatch.core.errors import Conflict
 from wardwatch.db.session import Database
 from wardwatch.ingest.hl7v2.ack import AckError
-from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, parse_ts
+from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, parse_ts, pid_identifiers
 from wardwatch.virtualward.ingest import Ingestor, IngestResult
 from wardwatch.virtualward.readings import NAMES, RawReading, parameter_of
 from wardwatch.virtualward.vitals import VitalsError
@@ -307,22 +307,7 @@ class _Reader:
         """PID-3 read as the ADT feed reads it: NH type or NHS authority -> NHS number;
         MR/PI (else the first other) -> hospital number; PID-2 for older feeds."""
         where = f"PID^{occurrence}^3"
-        g = self.msg.get
-        nhs: str | None = None
-        local: str | None = None
-        for rep in range(1, self.msg.repetitions("PID", 3, occurrence) + 1):
-            value = g("PID", 3, 1, repetition=rep, occurrence=occurrence).strip()
-            kind = g("PID", 3, 5, repetition=rep, occurrence=occurrence).upper()
-            authority = g("PID", 3, 4, repetition=rep, occurrence=occurrence).upper()
-            if not value:
-                continue
-            if kind == "NH" or authority in ("NHS", "NHSNBR"):
-                nhs = value
-            elif local is None or kind in ("MR", "PI"):
-                local = value
-        legacy = g("PID", 2, occurrence=occurrence).strip()
-        if nhs is None and legacy and len(normalise_nhs_number(legacy)) == 10:
-            nhs = legacy
+        nhs, local = pid_identifiers(self.msg, occurrence)
         if nhs is not None:
             problem = nhs_number_problem(nhs)
             if problem:

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import hl7
 
+from wardwatch.capacity.nhs import normalise_nhs_number
+
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1")
 MAX_CONTROL_ID = 80  # the hl7_messages column; HL7 itself allows 20 (2.3) to 199 (2.5.1)
 _TS = re.compile(
@@ -134,6 +136,32 @@ class Parsed:
     @property
     def key(self) -> str:
         return f"{self.get('MSH', 3)}|{self.get('MSH', 4)}|{self.control_id}"
+
+
+def pid_identifiers(msg: Parsed, occurrence: int = 1) -> tuple[str | None, str | None]:
+    """(NHS number, hospital number) a PID segment gives, as every HL7 door reads them.
+
+    PID-3 repetitions: type NH or authority NHS/NHSNBR is the NHS number; MR or PI (else the
+    first other) the hospital number. Older (v2.3) feeds put the NHS number in PID-2. Values
+    are stripped of padding, so a padded identifier names the same patient as a plain one.
+    Not checked here: the NHS number's check digit is the caller's to refuse.
+    """
+    nhs: str | None = None
+    local: str | None = None
+    for rep in range(1, msg.repetitions("PID", 3, occurrence) + 1):
+        value = msg.get("PID", 3, 1, repetition=rep, occurrence=occurrence).strip()
+        kind = msg.get("PID", 3, 5, repetition=rep, occurrence=occurrence).upper()
+        authority = msg.get("PID", 3, 4, repetition=rep, occurrence=occurrence).upper()
+        if not value:
+            continue
+        if kind == "NH" or authority in ("NHS", "NHSNBR"):
+            nhs = value
+        elif local is None or kind in ("MR", "PI"):
+            local = value
+    legacy = msg.get("PID", 2, occurrence=occurrence).strip()
+    if nhs is None and legacy and len(normalise_nhs_number(legacy)) == 10:
+        nhs = legacy
+    return nhs, local
 
 
 def parse(raw: bytes) -> Parsed:
