@@ -119,10 +119,11 @@ class Locations:
         cached = self._cached
         if cached is not None and cached[0] == version:
             return cached[1]
-        with self._lock:
-            wards = _read_map(s)
-            self._cached = (version, wards)
-        return wards
+        with self._lock:  # one rebuild per version, however many messages meet it at once
+            cached = self._cached
+            if cached is None or cached[0] != version:
+                cached = self._cached = (version, _read_map(s))
+        return cached[1]
 
 
 def _read_map(s: Session) -> dict[str, list[_Ward]]:

@@ -304,8 +304,7 @@ class _Reader:
         return cached
 
     def _read_patient(self, occurrence: int) -> _Patient:
-        """PID-3 read as the ADT feed reads it: NH type or NHS authority -> NHS number;
-        MR/PI (else the first other) -> hospital number; PID-2 for older feeds."""
+        """The patient PID-3 names, read as the ADT feed reads it (``pid_identifiers``)."""
         where = f"PID^{occurrence}^3"
         nhs, local = pid_identifiers(self.msg, occurrence)
         if nhs is not None:
