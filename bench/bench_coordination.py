@@ -215,10 +215,11 @@ class FeedClient:
 
 
 @contextmanager
-def server(url: str, rules: Path) -> Iterator[str]:
+def server(url: str, rules: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
+        **(extra_env or {}),
         "WARDWATCH_DATABASE_URL": url,
         "WARDWATCH_NOTIFY_FILE": str(rules),
         "BENCH_HOOK_SECRET": secrets.token_hex(16),

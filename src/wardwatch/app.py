@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from wardwatch import __version__
 from wardwatch.auth.routes import router as auth_router
 from wardwatch.capacity.routes import router as capacity_router
-from wardwatch.core.errors import Unauthorized, WardWatchError
+from wardwatch.core import collector
+from wardwatch.core.errors import Unauthorized, Unavailable, WardWatchError
 from wardwatch.flow.routes import router as flow_router
 from wardwatch.frontdoor.opel_routes import router as opel_router
 from wardwatch.frontdoor.report_routes import router as report_router
@@ -33,6 +33,7 @@ from wardwatch.ingest.fhir.routes import outcome_response as fhir_outcome
 from wardwatch.ingest.fhir.routes import router as fhir_router
 from wardwatch.ingest.hl7v2.mllp import MllpServer
 from wardwatch.ingest.hl7v2.routes import router as hl7_router
+from wardwatch.ingest.pool import IngestPool
 from wardwatch.kpi.routes import router as kpi_router
 from wardwatch.live.routes import router as live_router
 from wardwatch.notify.dispatcher import Dispatcher
@@ -46,7 +47,6 @@ from wardwatch.web.routes import router as pages_router
 WEB = Path(__file__).parent / "web"
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600
-GC_GEN0_THRESHOLD = 30_000  # see the lifespan
 
 
 async def _purge_hl7(runtime: Runtime) -> None:
@@ -137,24 +137,24 @@ def create_app(
         deliveries = asyncio.create_task(app.state.dispatcher.run())
         # --- end notifications ---
         mqtt = None
-        thresholds = gc.get_threshold()
+        ingest: IngestPool | None = None
+        thresholds: tuple[int, ...] | None = None
         try:
             mqtt = start_mqtt(runtime)  # device readings from the broker, if mqtt_url is set
-            # Everything built so far lives as long as the app: keep it out of the garbage
-            # collector's full passes, which otherwise rescan ~a million objects each time a
-            # large request (a FHIR Bundle of readings) makes many (measured: +10-20 %/s).
-            gc.freeze()
-            # A Bundle of 600 readings parses into ~10,000 containers, all kept: at the default
-            # gen-0 threshold (700) each one starts ~15 young collections that find nothing to
-            # free. A larger gen-0 threshold keeps the same collector, less often. Each young
-            # pass walks every container the requests in flight hold (~0.4 µs each): at
-            # 10,000 the collector took ~6 % of the server under a stream of Bundles, at
-            # 30,000 ~4 %, with passes of ~15 ms; at 100,000 a pass took ~150 ms, too long a
-            # pause for an alert on its way.
-            gc.set_threshold(GC_GEN0_THRESHOLD, *thresholds[1:])
+            if runtime.settings.ingest_workers:  # FHIR Bundles in worker processes
+                ingest = IngestPool(runtime, runtime.settings.ingest_workers)
+                await ingest.start()
+                app.state.ingest = ingest
+            # Everything built so far lives as long as the app; and larger young
+            # generations for the Bundles to come (see wardwatch.core.collector).
+            thresholds = collector.settle()
             yield
         finally:
-            gc.set_threshold(*thresholds)
+            if thresholds is not None:
+                collector.restore(thresholds)
+            app.state.ingest = None
+            if ingest is not None:
+                await asyncio.to_thread(ingest.close)
             if mqtt is not None:
                 await mqtt.close()
             deliveries.cancel()
@@ -173,6 +173,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.ingest = None  # an IngestPool while the lifespan runs with ingest_workers set
     app.include_router(capacity_router)
     app.include_router(live_router)
     app.include_router(notify_router)
@@ -205,7 +206,13 @@ def create_app(
 
     @app.exception_handler(WardWatchError)
     async def _domain_error(request: Request, exc: WardWatchError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        headers = (
+            {"WWW-Authenticate": "Bearer"}
+            if isinstance(exc, Unauthorized)
+            else {"Retry-After": "1"}
+            if isinstance(exc, Unavailable)
+            else None
+        )
         if is_fhir_path(request.url.path):  # FHIR clients get an OperationOutcome
             return fhir_error(exc, headers)
         body: dict[str, Any] = {"error": exc.code, "message": exc.message}

@@ -72,6 +72,15 @@ def serve(
             "default: WARDWATCH_MQTT_URL, else off"
         ),
     ] = None,
+    ingest_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=64,
+            help="worker processes for FHIR Bundles of readings (PostgreSQL only); "
+            "default: WARDWATCH_INGEST_WORKERS, else 0 (in the server process)",
+        ),
+    ] = None,
 ) -> None:
     """Run the service (API, live stream, web page, HL7 listener, MQTT readings) on the
     configured database."""
@@ -92,6 +101,15 @@ def serve(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mqtt-url") from None
         out.print(f"MQTT readings from {broker}, topic {rt.settings.mqtt_topic}")
+    if ingest_workers is not None:
+        rt.settings.ingest_workers = ingest_workers
+    if rt.settings.ingest_workers:
+        if rt.db.dialect != "postgresql":
+            raise typer.BadParameter(
+                "ingest workers need PostgreSQL (SQLite lets one process write at a time)",
+                param_hint="--ingest-workers",
+            )
+        out.print(f"FHIR Bundles handled in {rt.settings.ingest_workers} worker process(es)")
     uvicorn.run(
         create_app(rt, mllp_port=mllp_port, mllp_host=host),
         host=host,

@@ -88,6 +88,15 @@ class Settings(BaseSettings):
         "the readings sent while WardWatch is down) under it; unique per running instance",
     )
 
+    ingest_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="worker processes for FHIR Bundles of readings (PostgreSQL only; 0: "
+        "handled in the server process). One server process uses one core; set this to "
+        "the number of cores when readings arrive faster than ~10,000/s",
+    )
+
     def mllp_peers(self) -> frozenset[str] | None:
         if not self.mllp_allowed_peers:
             return None

@@ -74,12 +74,15 @@ class Runtime:
         *,
         clock: Clock | None = None,
         migrate_db: bool = True,
+        bus: EventBus | None = None,
     ) -> Runtime:
         settings = settings or Settings()
         engine = make_engine(settings.resolved_database_url())
         if migrate_db:
             migrate.upgrade(engine)
-        return cls(settings=settings, clock=clock or SystemClock(), engine=engine)
+        return cls(
+            settings=settings, clock=clock or SystemClock(), engine=engine, bus=bus or EventBus()
+        )
 
     def close(self) -> None:
         self.engine.dispose()

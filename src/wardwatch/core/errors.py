@@ -47,3 +47,11 @@ class Unauthorized(WardWatchError):
 class Forbidden(WardWatchError):
     status_code = 403
     code = "forbidden"
+
+
+class Unavailable(WardWatchError):
+    """The request could not be handled just now and nothing of it was kept: sending it again
+    is safe (503, with ``Retry-After``)."""
+
+    status_code = 503
+    code = "unavailable"

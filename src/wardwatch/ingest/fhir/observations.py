@@ -89,6 +89,7 @@ from wardwatch.ingest.fhir.vitals_out import (
     readings_query,
     vital_observation,
 )
+from wardwatch.ingest.pool import IngestPool
 from wardwatch.runtime import Runtime
 from wardwatch.virtualward.models import Enrolment, Reading, Score
 from wardwatch.virtualward.readings import CONSCIOUSNESS_LOINC
@@ -337,10 +338,15 @@ async def create_observation(request: Request, rt: RuntimeDep, who: Sender) -> R
 
 @router.post("", response_class=FhirResponse)
 async def batch_or_transaction(request: Request, rt: RuntimeDep, who: Sender) -> Response:
-    """A batch or transaction Bundle of POST Observation entries, answered entry by entry."""
+    """A batch or transaction Bundle of POST Observation entries, answered entry by entry
+    (in an ingest worker process when the server runs some: :mod:`wardwatch.ingest.pool`)."""
     _check_format(request)
     body = await request.body()
-    return await run_in_threadpool(bundle, rt, request, body, who.actor)
+    content_type = request.headers.get("content-type", "")
+    pool: IngestPool | None = getattr(request.app.state, "ingest", None)
+    if pool is not None:
+        return await pool.bundle(content_type, body, who.actor)
+    return await run_in_threadpool(bundle, rt, content_type, body, who.actor)
 
 
 @router.get("/Observation", response_class=FhirResponse)

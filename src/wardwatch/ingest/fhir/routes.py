@@ -32,6 +32,7 @@ from wardwatch.core.errors import (
     Forbidden,
     NotFound,
     Unauthorized,
+    Unavailable,
     ValidationFailed,
     WardWatchError,
 )
@@ -104,6 +105,7 @@ _ISSUE_CODES: list[tuple[type[WardWatchError], str]] = [
     (Conflict, "conflict"),
     (SearchError, "invalid"),
     (NotSupported, "not-supported"),
+    (Unavailable, "transient"),
 ]
 
 

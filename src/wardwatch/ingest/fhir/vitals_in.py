@@ -231,8 +231,8 @@ def _instant(at: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _json_body(request: Request, body: bytes) -> Any:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def _json_body(content_type: str, body: bytes) -> Any:
+    kind = content_type.split(";")[0].strip().lower()
     if kind not in _JSON_TYPES:
         raise NotSupported("send FHIR JSON (Content-Type: application/fhir+json)", 415)
     if len(body) > MAX_BYTES:
@@ -253,7 +253,7 @@ def _keep(rt: Runtime, actor: Actor, reason: str, body: bytes) -> None:
 
 def create(rt: Runtime, request: Request, body: bytes, actor: Actor) -> Response:
     try:
-        doc = _json_body(request, body)
+        doc = _json_body(request.headers.get("content-type", ""), body)
     except SearchError as exc:
         _keep(rt, actor, exc.message, body)
         raise
@@ -298,10 +298,12 @@ def _entry_item(entry: Any, n: int) -> _Item:
     return item
 
 
-def _read_bundle(rt: Runtime, request: Request, body: bytes, actor: Actor) -> tuple[str, list[Any]]:
+def _read_bundle(
+    rt: Runtime, content_type: str, body: bytes, actor: Actor
+) -> tuple[str, list[Any]]:
     """(type, entries) of a batch or transaction Bundle; anything else is refused whole."""
     try:
-        doc = _json_body(request, body)
+        doc = _json_body(content_type, body)
         if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
             hint = (
                 " (POST an Observation to /fhir/Observation)"
@@ -327,8 +329,11 @@ def _read_bundle(rt: Runtime, request: Request, body: bytes, actor: Actor) -> tu
     return str(kind), entries
 
 
-def bundle(rt: Runtime, request: Request, body: bytes, actor: Actor) -> Response:
-    kind, entries = _read_bundle(rt, request, body, actor)
+def bundle(rt: Runtime, content_type: str, body: bytes, actor: Actor) -> Response:
+    """A batch or transaction Bundle (``body``, sent as ``content_type``) in, answered entry
+    by entry. Needs nothing of the HTTP request but those two, so an ingest worker process
+    (:mod:`wardwatch.ingest.pool`) can run it as the server would."""
+    kind, entries = _read_bundle(rt, content_type, body, actor)
     items = [_entry_item(e, n) for n, e in enumerate(entries)]
     del entries  # the parsed body: _process lets each resource go once it is translated
     results = _process(rt, items, actor)
