@@ -21,7 +21,10 @@ time from a reading to its alert on a connected SSE client.
 Goals (issue 5): at least 10,000 readings/s sustained; alert p99 under 250 ms.
 
 With ``--ingest-workers N`` the server handles FHIR Bundles in N worker processes
-(:mod:`wardwatch.ingest.pool`); the compact door and the probes stay in the server process.
+(:mod:`wardwatch.ingest.pool`); the compact door stays in the server process. With
+``--latency-door fhir`` the latency load and the probes go as FHIR Bundles (so, with
+workers, through them); a FHIR answer does not name the alert it raised, so the n-th NEWS2
+alert on the feed is taken as the n-th probe's (probes go one at a time and the load is calm).
 
 Usage: ``.venv/bin/python bench/bench_vitals.py --backend postgres --seconds 20``
 """
@@ -150,10 +153,10 @@ def compact_body(devices: Sequence[int], at: datetime, tag: str, values: list[An
     return json.dumps({"readings": readings}).encode()
 
 
-def fhir_body(devices: range, at: datetime, tag: str) -> bytes:
+def fhir_body(devices: Sequence[int], at: datetime, tag: str, values: list[Any] = CALM) -> bytes:
     entries = []
     for d in devices:
-        for code, value, unit in CALM:
+        for code, value, unit in values:
             obs: dict[str, Any] = {
                 "resourceType": "Observation",
                 "identifier": [{"system": "urn:bench", "value": f"{tag}-{d}-{code}"}],
@@ -297,7 +300,8 @@ class AlertFeed:
     """An SSE client on the team's feed; notes when each alert's notification arrives."""
 
     def __init__(self, base: str, token: str) -> None:
-        self.arrived: dict[str, float] = {}
+        self.arrived: dict[str, float] = {}  # alert id -> when it first arrived
+        self.order: list[float] = []  # arrival times of new NEWS2 alerts, in order
         self.ready = threading.Event()
         self._stop = False
         threading.Thread(target=self._run, args=(base, token), daemon=True).start()
@@ -326,21 +330,26 @@ class AlertFeed:
                     return
                 if line.startswith("data:"):
                     now = time.perf_counter()
-                    alert = (json.loads(line[5:]).get("data") or {}).get("alert")
-                    if alert:
-                        self.arrived.setdefault(str(alert), now)
+                    data = json.loads(line[5:]).get("data") or {}
+                    alert = data.get("alert")
+                    if alert and str(alert) not in self.arrived:
+                        self.arrived[str(alert)] = now
+                        if data.get("kind") == "news2_high":  # not a missed reading
+                            self.order.append(now)
 
     def close(self) -> None:
         self._stop = True
 
 
-def background(base: str, token: str, devices: int, rate: float, batch: int, stop: Any) -> None:
+def background(
+    base: str, token: str, devices: int, rate: float, batch: int, door: str, stop: Any
+) -> None:
     """Calm readings at ``rate`` readings/s (own process, four sending threads)."""
     workers = 4
     threads = [
         threading.Thread(
             target=_send_calm,
-            args=(base, token, range(w, devices, workers), rate / workers, batch, stop),
+            args=(base, token, range(w, devices, workers), rate / workers, batch, door, stop),
         )
         for w in range(workers)
     ]
@@ -350,8 +359,18 @@ def background(base: str, token: str, devices: int, rate: float, batch: int, sto
         t.join()
 
 
-def _send_calm(base: str, token: str, devices: range, rate: float, batch: int, stop: Any) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
+def request_for(door: str) -> tuple[str, str, Any]:
+    """(path, content type, body builder) of a door."""
+    if door == "fhir":
+        return "/fhir", "application/fhir+json", fhir_body
+    return "/api/readings", "application/json", compact_body
+
+
+def _send_calm(
+    base: str, token: str, devices: range, rate: float, batch: int, door: str, stop: Any
+) -> None:
+    path, ctype, build = request_for(door)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": ctype}
     per_request = batch * len(CALM)
     interval = per_request / rate
     next_at = time.perf_counter()
@@ -361,10 +380,7 @@ def _send_calm(base: str, token: str, devices: range, rate: float, batch: int, s
         while not stop.is_set():
             lo = (n * batch) % len(mine)
             at = datetime.now(UTC) - timedelta(seconds=1)
-            client.post(
-                "/api/readings",
-                content=compact_body(mine[lo : lo + batch], at, f"bg{devices.start}-{n}"),
-            )
+            client.post(path, content=build(mine[lo : lo + batch], at, f"bg{devices.start}-{n}"))
             n += 1
             next_at += interval
             time.sleep(max(0.0, next_at - time.perf_counter()))
@@ -380,32 +396,44 @@ def latency(
     stop = ctx.Event()
     loader = ctx.Process(
         target=background,
-        args=(base, tokens["sender"], load_devices, rate, args.load_batch, stop),
+        args=(base, tokens["sender"], load_devices, rate, args.load_batch, args.latency_door, stop),
     )
     loader.start()
     time.sleep(2)
-    sent: dict[str, float] = {}
+    sent: dict[str, float] = {}  # compact door: its answer names the alert
+    times: list[float] = []  # every probe's start, in order
     round_trip: list[float] = []
-    headers = {"Authorization": f"Bearer {tokens['sender']}"}
+    path, ctype, build = request_for(args.latency_door)
+    headers = {"Authorization": f"Bearer {tokens['sender']}", "Content-Type": ctype}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         for d in probes:
             at = datetime.now(UTC) - timedelta(seconds=1)
-            body = compact_body(range(d, d + 1), at, f"probe{d}", SICK)
+            body = build(range(d, d + 1), at, f"probe{d}", SICK)
             t0 = time.perf_counter()
-            answer = client.post("/api/readings", content=body).json()
+            answer = client.post(path, content=body)
             round_trip.append((time.perf_counter() - t0) * 1000)
-            for alert in answer.get("alerts", []):
+            times.append(t0)
+            for alert in answer.json().get("alerts", []) if args.latency_door != "fhir" else []:
                 sent[alert] = t0
             time.sleep(max(0.0, 1 / args.probe_rate - (time.perf_counter() - t0)))
     time.sleep(2)
     stop.set()
     loader.join(30)
     feed.close()
-    arrived = [(feed.arrived[a] - t) * 1000 for a, t in sent.items() if a in feed.arrived]
+    if args.latency_door == "fhir":
+        # A FHIR answer does not name the alert. Probes go one at a time and only they raise
+        # NEWS2 alerts (the load is calm), each published before its answer is sent, so the
+        # n-th new NEWS2 alert on the feed is the n-th probe's.
+        arrived = [(a - t) * 1000 for a, t in zip(feed.order, times, strict=False)]
+        missing = len(times) - len(arrived)
+    else:
+        arrived = [(feed.arrived[a] - t) * 1000 for a, t in sent.items() if a in feed.arrived]
+        missing = len(sent) - len(arrived)
     return {
+        "door": args.latency_door,
         "load_readings_per_second": rate,
-        "probes": len(sent),
-        "missing": len(sent) - len(arrived),
+        "probes": len(times),
+        "missing": missing,
         "probe_round_trip_ms": stats(round_trip),
         "to_sse_ms": stats(arrived),
     }
@@ -467,6 +495,12 @@ def main() -> None:
     parser.add_argument("--doors", default="compact,fhir")
     parser.add_argument("--expect", type=float, default=15000, help="readings/s to prepare for")
     parser.add_argument("--probe-rate", type=float, default=4.0, help="probes/s")
+    parser.add_argument(
+        "--latency-door",
+        choices=["compact", "fhir"],
+        default="compact",
+        help="the door the latency load and probes go through",
+    )
     parser.add_argument(
         "--ingest-workers",
         type=int,

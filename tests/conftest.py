@@ -62,12 +62,15 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_engine() -> Iterator[Engine]:
+def postgres_schema_url() -> Iterator[str]:
+    """The URL of a PostgreSQL schema of this test session's own (dropped at the end), as a
+    process started by a test (an ingest worker) would connect to it."""
     url = postgres_url()
     if url is None:
         skip_or_fail(
             f"PostgreSQL tests skipped: set {PG_ENV}=postgresql://user@host/db to run them"
         )
+        return
     schema = f"ww_test_{secrets.token_hex(4)}"
     admin = make_engine(url)
     try:
@@ -75,16 +78,22 @@ def postgres_engine() -> Iterator[Engine]:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:  # a configured database must be reachable: fail, never skip
         pytest.fail(f"{PG_ENV} is set but PostgreSQL is not usable: {exc}")
-    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+    sep = "&" if "?" in url else "?"
+    yield f"{url}{sep}options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 
 
-def _truncate(engine: Engine) -> None:
+@pytest.fixture(scope="session")
+def postgres_engine(postgres_schema_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_schema_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def truncate_all(engine: Engine) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -115,7 +124,7 @@ def engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
         eng.dispose()
     else:
         eng = request.getfixturevalue("postgres_engine")
-        _truncate(eng)
+        truncate_all(eng)
         yield eng
 
 

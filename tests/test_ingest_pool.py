@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -17,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from tests.conftest import SMALL_SYSTEM, auth, postgres_url, skip_or_fail
+from tests.conftest import SMALL_SYSTEM, auth, truncate_all
 from tests.serving import serving
 from tests.test_fhir_observations import bundle, full_set, valid
-from tests.test_notify import _listen
+from tests.test_notify import listen_to
 from wardwatch.app import create_app
 from wardwatch.capacity.system import load_system_file
 from wardwatch.cli import app as cli
@@ -51,23 +50,10 @@ START = datetime(2026, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL of a schema of its own: the worker processes connect by URL."""
-    url = postgres_url()
-    if url is None:
-        skip_or_fail("PostgreSQL tests skipped: set WARDWATCH_TEST_POSTGRES_URL to run them")
-        return
-    schema = f"ww_pool_{secrets.token_hex(4)}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def pg_url(postgres_schema_url: str, postgres_engine: Engine) -> str:
+    """The test session's PostgreSQL schema, emptied, by URL: worker processes connect by URL."""
+    truncate_all(postgres_engine)
+    return postgres_schema_url
 
 
 @pytest.fixture
@@ -75,7 +61,7 @@ def prt(pg_url: str, tmp_path: Path) -> Iterator[Runtime]:
     settings = Settings(
         database_url=pg_url, data_dir=tmp_path, ingest_workers=2, sse_heartbeat_seconds=0.2
     )
-    rt = Runtime.build(settings)
+    rt = Runtime.build(settings, migrate_db=False)
     rt.system.load(load_system_file(SMALL_SYSTEM), SYSTEM)
     yield rt
     rt.close()
@@ -137,8 +123,8 @@ def test_bundles_go_to_worker_processes_and_their_alerts_reach_the_servers_strea
         assert len(workers) == 2 and os.getpid() not in workers
         team = _enrol(c, nurse, "POOL-1")["team"]
         _enrol(c, nurse, "POOL-2")
-        feed = _listen(f"{base}/api/feeds/stream?audience=team:{team}", nurse)
-        changes = _listen(f"{base}/api/stream", auth(prt, "control-centre", "desk"))
+        feed = listen_to(f"{base}/api/feeds/stream?audience=team:{team}", nurse)
+        changes = listen_to(f"{base}/api/stream", auth(prt, "control-centre", "desk"))
         now = datetime.now(UTC) + timedelta(seconds=1)
         sets = full_set("POOL-1", now, "sick", SICK) + full_set("POOL-2", now, "calm")
 
@@ -223,7 +209,7 @@ def test_ingest_workers_are_refused_where_they_cannot_be_right(tmp_path: Path) -
 
 @pytest.mark.postgres
 def test_ingest_workers_refuse_a_clock_that_is_not_the_systems(pg_url: str) -> None:
-    rt = Runtime.build(Settings(database_url=pg_url), clock=ManualClock(START))
+    rt = Runtime.build(Settings(database_url=pg_url), clock=ManualClock(START), migrate_db=False)
     try:
         with pytest.raises(ValueError, match="system clock"):
             IngestPool(rt, 1)

@@ -278,7 +278,7 @@ def _read_frames(url: str, headers: dict[str, str], out: queue.Queue[dict[str, A
                 frame = {}
 
 
-def _listen(url: str, headers: dict[str, str]) -> queue.Queue[dict[str, Any]]:
+def listen_to(url: str, headers: dict[str, str]) -> queue.Queue[dict[str, Any]]:
     q: queue.Queue[dict[str, Any]] = queue.Queue()
     threading.Thread(target=_frames, args=(url, headers, q), daemon=True).start()
     assert q.get(timeout=10) == {"status": 200}
@@ -290,7 +290,7 @@ def test_feed_stream_delivers_after_commit_and_replays_on_reconnect(rt: Runtime)
     headers = auth(rt, "porter")
     with serving(create_app(rt)) as base:
         url = f"{base}/api/feeds/stream?audience=team:RMH-housekeeping,role:control-centre"
-        q = _listen(url, headers)
+        q = listen_to(url, headers)
         _wait(lambda: rt.notify.feed_bus.subscriber_count == 1)
         record(rt, "task.created", {**TASK, "team": "RMH-porters"})  # not for this stream
         record(rt, "task.created", TASK)
@@ -300,7 +300,7 @@ def test_feed_stream_delivers_after_commit_and_replays_on_reconnect(rt: Runtime)
         assert frame["data"]["audience"] == "team:RMH-housekeeping"
         seen = frame["id"]
         record(rt, "task.done", {**TASK, "task": "task_3"})  # before the reconnect: replayed
-        replay = _listen(url, {**headers, "Last-Event-ID": str(seen)})
+        replay = listen_to(url, {**headers, "Last-Event-ID": str(seen)})
         got = replay.get(timeout=5)
         assert got["data"]["audience"] == "role:control-centre"
         assert got["id"] > seen and got["data"]["task"] == "task_3"
