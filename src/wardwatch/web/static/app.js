@@ -405,23 +405,7 @@
   }
 
   function init() {
-    $('token-form').addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const token = $('token-input').value.trim();
-      if (!token) return;
-      C.saveToken(token);
-      $('token-input').value = '';
-      start(token);
-    });
-    // Opening the demo's …/#token=… link in a tab already showing this page changes only
-    // the hash (no reload), so listen for that too.
-    window.addEventListener('hashchange', () => {
-      const token = C.tokenFromHash();
-      if (token) start(token);
-    });
-    const token = C.tokenFromHash() || C.savedToken();
-    if (token) start(token);
-    else showAuth(null);
+    C.signIn(start, () => showAuth(null));
     renderStatus();
     setInterval(renderStatus, 1000);
   }

@@ -426,15 +426,6 @@
     const params = new URLSearchParams(location.search);
     state.ward = (params.get('ward') || '').trim();
     state.team = (params.get('team') || '').trim();
-    $('token-form').addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const token = $('token-input').value.trim();
-      if (!token) return;
-      C.saveToken(token);
-      $('token-input').value = '';
-      $('auth-message').hidden = true;
-      begin(token);
-    });
     $('ward-filter').addEventListener('change', (ev) => setFilter('ward', ev.target.value));
     $('team-filter').addEventListener('change', (ev) => setFilter('team', ev.target.value));
     $('detail-close').addEventListener('click', closeDetail);
@@ -459,19 +450,11 @@
         }
       }, 150);
     });
-    window.addEventListener('hashchange', () => {
-      const token = C.tokenFromHash();
-      if (token) begin(token);
-    });
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState !== 'visible' || state.stopped) return;
-      if (state.live) state.live.retryNow();
+    C.onWake(state, () => {
       caseload.request();
       detail.request();
     });
-    const token = C.tokenFromHash() || C.savedToken();
-    if (token) begin(token);
-    else show('auth');
+    C.signIn(begin, () => show('auth'));
     setInterval(() => { renderStatus(); tick(); }, 1_000);
     setInterval(() => {
       if (state.stopped) return;

@@ -86,6 +86,44 @@ window.WardWatchCommon = (() => {
   const saveToken = (token) => sessionStorage.setItem(TOKEN_KEY, token);
   const forgetToken = () => sessionStorage.removeItem(TOKEN_KEY);
 
+  /**
+   * The sign-in every page shares: the token form (#token-form, #token-input, and
+   * #auth-message hidden on a new try) and a #token=… link both call begin(token). Opening
+   * the demo's …/#token=… link in a tab already showing the page changes only the hash (no
+   * reload), so that is listened for too. Starts at once with the link's token or this tab's
+   * saved one, else calls noToken().
+   */
+  function signIn(begin, noToken) {
+    const input = document.getElementById('token-input');
+    document.getElementById('token-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const token = input.value.trim();
+      if (!token) return;
+      saveToken(token);
+      input.value = '';
+      const message = document.getElementById('auth-message');
+      if (message) message.hidden = true;
+      begin(token);
+    });
+    window.addEventListener('hashchange', () => {
+      const token = tokenFromHash();
+      if (token) begin(token);
+    });
+    const token = tokenFromHash() || savedToken();
+    if (token) begin(token);
+    else noToken();
+  }
+
+  /** A page that comes back into view (a phone waking up) reconnects at once rather than
+   *  after the backoff, and catches up with refresh(). */
+  function onWake(state, refresh) {
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState !== 'visible' || state.stopped) return;
+      if (state.live) state.live.retryNow();
+      refresh();
+    });
+  }
+
   /* ---------------------------------------------------------------- SSE -------------- */
 
   /**
@@ -342,7 +380,7 @@ window.WardWatchCommon = (() => {
 
   return {
     h, ApiError, errorMessage, api, isAuthError,
-    tokenFromHash, savedToken, saveToken, forgetToken,
+    tokenFromHash, savedToken, saveToken, forgetToken, signIn, onWake,
     SseParser, LiveStream, refresher, liveStatus, showLiveStatus,
   };
 })();

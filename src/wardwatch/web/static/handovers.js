@@ -261,27 +261,8 @@
   }
 
   function init() {
-    $('token-form').addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const token = $('token-input').value.trim();
-      if (!token) return;
-      C.saveToken(token);
-      $('token-input').value = '';
-      $('auth-message').hidden = true;
-      begin(token);
-    });
-    window.addEventListener('hashchange', () => {
-      const token = C.tokenFromHash();
-      if (token) begin(token);
-    });
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState !== 'visible' || state.stopped) return;
-      if (state.live) state.live.retryNow();
-      refreshAll();
-    });
-    const token = C.tokenFromHash() || C.savedToken();
-    if (token) begin(token);
-    else show('auth');
+    C.onWake(state, () => refreshAll());
+    C.signIn(begin, () => show('auth'));
     setInterval(V.tick, TICK_MS);
     setInterval(renderStatus, 1_000);
     setInterval(() => { if (!state.stopped) refreshAll(); }, POLL_MS);

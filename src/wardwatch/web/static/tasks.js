@@ -620,29 +620,9 @@
   }
 
   function init() {
-    $('token-form').addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      const token = $('token-input').value.trim();
-      if (!token) return;
-      C.saveToken(token);
-      $('token-input').value = '';
-      $('auth-message').hidden = true;
-      begin(token);
-    });
     $('change-team').addEventListener('click', showPicker);
-    window.addEventListener('hashchange', () => {
-      const token = C.tokenFromHash();
-      if (token) begin(token);
-    });
-    // A phone wakes up: reconnect at once rather than after the backoff, and catch up.
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState !== 'visible' || state.stopped) return;
-      if (state.live) state.live.retryNow();
-      requestRefresh();
-    });
-    const token = C.tokenFromHash() || C.savedToken();
-    if (token) begin(token);
-    else show('auth');
+    C.onWake(state, () => requestRefresh());
+    C.signIn(begin, () => show('auth'));
     setInterval(renderStatus, 1_000);
     setInterval(tick, TICK_MS);
     setInterval(() => { if (!state.stopped) requestRefresh(); }, POLL_MS);
