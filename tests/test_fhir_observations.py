@@ -44,6 +44,7 @@ ISSUE_TYPES = {
     "login",
     "forbidden",
     "not-found",
+    "transient",
 }
 
 #: One set scoring 0 on the chart: code -> (value, UCUM unit).

@@ -8,6 +8,7 @@ import asyncio
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -175,6 +176,46 @@ def test_a_worker_killed_between_requests_is_replaced_and_nothing_is_lost(prt: R
         assert _statuses(_post(c, device, full_set("POOL-3", at, "k"))) == ["201 Created"] * 6
         assert _counts(prt) == (6, 0)
         assert not set(pool.pids) & set(before)  # a new pool took the request
+
+
+@pytest.mark.postgres
+def test_a_bundle_whose_worker_is_killed_mid_request_is_answered_503_and_resent_once(
+    prt: Runtime,
+) -> None:
+    """The whole path: a 1,998-reading Bundle, both workers killed while it is in hand, a 503
+    with Retry-After and an OperationOutcome; the resend stores every reading exactly once."""
+    nurse, device = auth(prt, "clinician", "nurse"), auth(prt, "device", "gateway")
+    app = create_app(prt)
+    with serving(app) as base, httpx.Client(base_url=base, timeout=60) as c:
+        pool = app.state.ingest
+        _enrol(c, nurse, "POOL-4")
+        start = datetime.now(UTC) + timedelta(seconds=1)
+        sets = [
+            r
+            for n in range(333)  # half a second apart: all within the device-clock tolerance
+            for r in full_set("POOL-4", start + timedelta(seconds=n / 2), f"big{n}")
+        ]
+        answers: queue.Queue[httpx.Response] = queue.Queue()
+        sender = threading.Thread(target=lambda: answers.put(_post(c, device, sets)))
+        workers = pool.pids
+        sender.start()
+        deadline = time.monotonic() + 30
+        while not pool._executor._pending_work_items:  # until the server has handed it over
+            assert time.monotonic() < deadline, "the Bundle never reached the pool"
+            time.sleep(0.001)
+        for pid in workers:  # a worker reading, checking or storing it (~0.2 s in all)
+            os.kill(pid, signal.SIGKILL)
+        first = answers.get(timeout=60)
+        assert first.status_code == 503, first.text[:300]
+        assert first.headers["retry-after"] == "1"
+        outcome = valid(first.json())
+        assert outcome["issue"][0]["code"] == "transient"
+        assert "send the request again" in outcome["issue"][0]["diagnostics"]
+        kept, _ = _counts(prt)
+        assert kept in (0, 1998)  # all of it or none of it, never a part
+        again = _statuses(_post(c, device, sets))
+        assert set(again) == ({"200 OK"} if kept else {"201 Created"}) and len(again) == 1998
+        assert _counts(prt) == (1998, 0)
 
 
 @pytest.mark.postgres

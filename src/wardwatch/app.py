@@ -206,13 +206,11 @@ def create_app(
 
     @app.exception_handler(WardWatchError)
     async def _domain_error(request: Request, exc: WardWatchError) -> Response:
-        headers = (
-            {"WWW-Authenticate": "Bearer"}
-            if isinstance(exc, Unauthorized)
-            else {"Retry-After": "1"}
-            if isinstance(exc, Unavailable)
-            else None
-        )
+        headers: dict[str, str] | None = None
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, Unavailable):  # nothing was kept: the client may send it again
+            headers = {"Retry-After": "1"}
         if is_fhir_path(request.url.path):  # FHIR clients get an OperationOutcome
             return fhir_error(exc, headers)
         body: dict[str, Any] = {"error": exc.code, "message": exc.message}
