@@ -3,14 +3,15 @@
 Allocating reserves the bed and asks the site's porters to take the patient there (a
 transfer task); when the porter marks it done, or the ward records the arrival, the patient
 is admitted (or moved) into the bed. While patients wait, the cleaning tasks of beds that
-could take them are marked *clean next*, so housekeeping cleans those first.
+could take them are marked *clean next*, so housekeeping cleans those first. The read side
+(the queue, one request, the beds that could take its patient) is :mod:`.views`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from wardwatch.capacity.lookups import find_or_create_patient, lock_stay, open_stay_of, site_by_code
@@ -32,19 +33,17 @@ from wardwatch.flow.schemas import (
     BedRequestRead,
     Candidate,
 )
+from wardwatch.flow.views import OPEN_REQUEST, OPEN_TASK, BedRequestViews, need_of, place_of
 from wardwatch.tasks.models import Task
-from wardwatch.tasks.rules import OPEN
 from wardwatch.tasks.service import TaskService
 
 S = BedState
-OPEN_REQUEST = ("waiting", "allocated")
 #: The oldest decision a new request may carry (older is a typing or clock error).
 MAX_WAIT = timedelta(days=30)
 #: Task events that add or remove a dirty bed a waiting patient might be matched with.
 CLEANING_CHANGES = frozenset({"task.created", "task.done", "task.cancelled"})
 #: Events that put a patient into a bed.
 PATIENT_MOVES = frozenset({"stay.admitted", "stay.transferred_in"})
-OPEN_TASK = [s.value for s in OPEN]
 #: Task progress, best first, when choosing which dirty bed to clean next.
 PROGRESS = {"in_progress": 0, "accepted": 1, "requested": 2}
 
@@ -57,6 +56,7 @@ class FlowService:
         self.clock = clock
         self.moves = capacity.moves
         self.tasks = tasks
+        self.views = BedRequestViews(db, clock)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class FlowService:
             ward = tx.session.get_one(Ward, bed.ward_id)
             if ward.site_id != row.site_id:
                 raise Conflict(f"bed {bed.code} is not at the site this request is for")
-            problem = matching.refusal(_need(row), _place(bed, ward))
+            problem = matching.refusal(need_of(row), place_of(bed, ward))
             if problem:
                 raise Conflict(f"bed {bed.code} cannot take this patient: {problem}")
             if bed.state != S.AVAILABLE.value:
@@ -377,9 +377,9 @@ class FlowService:
         rows = sorted(rows, key=lambda r: (PROGRESS.get(r[0].status, 9), r[0].created_at))
         chosen: set[str] = set()
         for row in sorted(waiting, key=lambda r: (PRIORITY_RANK[r.priority], r.decided_at)):
-            need = _need(row)
+            need = need_of(row)
             for task, bed, ward in rows:
-                if task.id not in chosen and matching.refusal(need, _place(bed, ward)) is None:
+                if task.id not in chosen and matching.refusal(need, place_of(bed, ward)) is None:
                     chosen.add(task.id)
                     break
         who = actor or Actor(name="clean-next", role="system")
@@ -390,87 +390,19 @@ class FlowService:
                 why = "no patient waiting for it"
                 self.tasks.set_priority(tx, task, task.base_priority, who, why)
 
+    # --- reads (flow/views.py) ------------------------------------------------------------
+
     def suggestions(self, request_id: str, *, limit: int = 10) -> list[Candidate]:
         """Beds that can take the patient, best first: available now, then soon clean."""
-        with self.db.read() as s:
-            row = s.get(BedRequest, request_id)
-            if row is None:
-                raise NotFound(f"no bed request with id {request_id!r}")
-            need = _need(row)
-            states = [S.AVAILABLE.value, S.AWAITING_CLEAN.value, S.CLEANING.value]
-            beds = s.execute(
-                select(Bed, Ward, Site)
-                .join(Ward, Bed.ward_id == Ward.id)
-                .join(Site, Ward.site_id == Site.id)
-                .where(Ward.site_id == row.site_id, Bed.state.in_(states))
-            ).all()
-            tasks = {
-                t.bed_id: t
-                for t in s.scalars(
-                    select(Task).where(
-                        Task.site_id == row.site_id,
-                        Task.kind == "cleaning",
-                        Task.status.in_(OPEN_TASK),
-                    )
-                )
-            }
-        now = self.clock.now()
-        out: list[tuple[tuple[int, int, int, str], Candidate]] = []
-        for bed, ward, site in beds:
-            place = _place(bed, ward)
-            if matching.refusal(need, place) is not None:
-                continue
-            rank, why = matching.reasons(need, place)
-            ready = 0 if bed.state == S.AVAILABLE.value else _ready_in(tasks.get(bed.id), now)
-            why.insert(
-                0, "available now" if ready == 0 else f"being cleaned: ready in ~{ready} min"
-            )
-            out.append(
-                (
-                    (1 if ready else 0, rank, ready, bed.code),
-                    Candidate(
-                        bed_id=bed.id,
-                        bed=bed.code,
-                        ward=ward.code,
-                        site=site.code,
-                        state=bed.state,
-                        ready_in_minutes=ready,
-                        specialty_match=rank < 10,
-                        reasons=why,
-                    ),
-                )
-            )
-        return [c for _key, c in sorted(out, key=lambda kv: kv[0])[:limit]]
-
-    # --- reads ----------------------------------------------------------------------------
+        return self.views.suggestions(request_id, limit=limit)
 
     def get(self, request_id: str) -> BedRequestRead:
-        with self.db.read() as s:
-            rows = self._reads(s, _query().where(BedRequest.id == request_id))
-        if not rows:
-            raise NotFound(f"no bed request with id {request_id!r}")
-        return rows[0]
+        return self.views.get(request_id)
 
     def list_requests(
         self, *, site: str | None = None, open_only: bool = True, limit: int = 500
     ) -> list[BedRequestRead]:
-        query = _query()
-        if site:
-            query = query.where(Site.code == site)
-        if open_only:
-            query = query.where(BedRequest.status.in_(OPEN_REQUEST))
-        query = query.order_by(BedRequest.decided_at).limit(limit)
-        with self.db.read() as s:
-            rows = self._reads(s, query)
-        if open_only:
-            rows.sort(key=lambda r: (PRIORITY_RANK.get(r.priority, 9), r.decided_at))
-        return rows
-
-    def _reads(
-        self, s: Session, query: Select[BedRequest, Patient, Site, Bed, Ward]
-    ) -> list[BedRequestRead]:
-        now = self.clock.now()
-        return [_read(r, p, site, bed, ward, now) for r, p, site, bed, ward in s.execute(query)]
+        return self.views.list_requests(site=site, open_only=open_only, limit=limit)
 
     def _lock(self, s: Session, request_id: str) -> BedRequest:
         row = s.scalars(
@@ -522,75 +454,3 @@ class FlowService:
 
 def _actor(rec: EventRecord) -> Actor:
     return Actor.from_label(rec.actor)
-
-
-def _need(row: BedRequest) -> matching.Need:
-    return matching.Need(
-        specialty=row.specialty, sex=row.sex, age_group=row.age_group, isolation=row.isolation
-    )
-
-
-def _place(bed: Bed, ward: Ward) -> matching.Place:
-    return matching.Place(
-        ward_code=ward.code,
-        specialty=ward.specialty,
-        ward_kind=ward.kind,
-        age_group=ward.age_group,
-        sex_policy=ward.sex_policy,
-        side_room=bed.side_room,
-        virtual=bed.virtual,
-    )
-
-
-def _ready_in(task: Task | None, now: datetime) -> int:
-    """Minutes until a dirty bed is likely clean, from its task's progress."""
-    if task is None:
-        return 24 * 60  # nobody has been asked: treat as far off
-    begun = task.started_at or now
-    left = task.expected_minutes - (now - begun).total_seconds() / 60
-    return max(1, round(left))
-
-
-def _query() -> Select[BedRequest, Patient, Site, Bed, Ward]:
-    return (
-        select(BedRequest, Patient, Site, Bed, Ward)
-        .join(Patient, BedRequest.patient_id == Patient.id)
-        .join(Site, BedRequest.site_id == Site.id)
-        .outerjoin(Bed, BedRequest.bed_id == Bed.id)
-        .outerjoin(Ward, Bed.ward_id == Ward.id)
-    )
-
-
-def _read(
-    r: BedRequest, p: Patient, site: Site, bed: Bed | None, ward: Ward | None, now: datetime
-) -> BedRequestRead:
-    end = r.arrived_at or r.cancelled_at or now
-    return BedRequestRead(
-        id=r.id,
-        patient_id=p.id,
-        nhs_number=p.nhs_number,
-        local_id=p.local_id,
-        stay_id=r.stay_id,
-        source=r.source,
-        site=site.code,
-        specialty=r.specialty,
-        sex=r.sex,
-        age_group=r.age_group,
-        isolation=r.isolation,
-        priority=r.priority,
-        from_location=r.from_location,
-        decided_at=r.decided_at,
-        created_at=r.created_at,
-        created_by=r.created_by,
-        status=r.status,
-        bed_id=r.bed_id,
-        bed=bed.code if bed else None,
-        ward=ward.code if ward else None,
-        task_id=r.task_id,
-        allocated_at=r.allocated_at,
-        arrived_at=r.arrived_at,
-        cancelled_at=r.cancelled_at,
-        cancel_reason=r.cancel_reason,
-        waiting_minutes=round(max(0.0, (end - r.decided_at).total_seconds()) / 60, 1),
-        version=r.version,
-    )

@@ -26,7 +26,8 @@ from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.session import Database, Tx
 from wardwatch.flow.models import BedRequest
 from wardwatch.flow.schemas import BedRequestCreate
-from wardwatch.flow.service import OPEN_REQUEST, FlowService
+from wardwatch.flow.service import FlowService
+from wardwatch.flow.views import OPEN_REQUEST
 from wardwatch.frontdoor.checks import check_time
 from wardwatch.frontdoor.measures import AttendanceTimes, EdFigures, EdNow, ed_figures, ed_now
 from wardwatch.frontdoor.models import Attendance, Handover
