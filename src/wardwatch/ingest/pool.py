@@ -44,6 +44,8 @@ from wardwatch.core.bus import EventBus
 from wardwatch.core.clock import SystemClock
 from wardwatch.core.errors import Unavailable, WardWatchError
 from wardwatch.core.events import DomainEvent
+from wardwatch.ingest.fhir.routes import FhirResponse, error_response
+from wardwatch.ingest.fhir.vitals_in import bundle
 from wardwatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -110,9 +112,6 @@ def _ready() -> int:
 
 def _bundle(content_type: str, body: bytes, actor: Actor) -> Handled:
     """``vitals_in.bundle`` in this worker, its answer (or error answer) as plain parts."""
-    from wardwatch.ingest.fhir.routes import error_response
-    from wardwatch.ingest.fhir.vitals_in import bundle
-
     _worker.bus.seen, _worker.feed.seen, _worker.woken = [], [], False
     response: Response
     try:
@@ -165,8 +164,9 @@ class IngestPool:
 
     @property
     def pids(self) -> list[int]:
-        """The worker processes now running (for operators and tests)."""
-        return [p.pid for p in list(self._executor._processes.values()) if p.pid is not None]
+        """The worker processes now running (for operators and tests; none once closed)."""
+        processes = self._executor._processes or {}  # the executor's own record of them
+        return [p.pid for p in list(processes.values()) if p.pid is not None]
 
     def _submit(
         self, fn: Callable[..., Any], *args: Any
@@ -199,8 +199,6 @@ class IngestPool:
 
     async def bundle(self, content_type: str, body: bytes, actor: Actor) -> Response:
         """A FHIR Bundle handled in a worker; its events published here, after its commit."""
-        from wardwatch.ingest.fhir.routes import FhirResponse
-
         done: Handled = await self.call(_bundle, content_type, body, actor)
         if done.events:
             self.rt.bus.publish(done.events)
