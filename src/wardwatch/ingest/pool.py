@@ -184,6 +184,8 @@ class IngestPool:
             log.error("an ingest worker process died: starting a new pool")
             broken.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new()
+            for _ in range(self.workers):  # start them now, beside the request in hand
+                self._executor.submit(_ready)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in a worker; :class:`Unavailable` if the worker died doing it."""
