@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.conftest import PAYLOADS, SMALL_SYSTEM, auth
 from tests.hl7util import ack_fields, adt, pid, pv1
 from wardwatch.capacity.service import BedFilter
 from wardwatch.cli import app as cli
+from wardwatch.core.actor import Actor
 from wardwatch.core.clock import ManualClock
+from wardwatch.db.eventlog import EventRecord
 from wardwatch.ingest.hl7v2.service import Handled
 from wardwatch.runtime import Runtime
 
@@ -301,6 +305,50 @@ def test_bad_messages_get_the_right_ack_are_quarantined_and_change_nothing(
     assert feed.hl7.get(row["id"])["raw"]  # kept, to fix and replay
     assert board(feed) == before
     assert feed.capacity.list_stays() == []
+
+
+def _quarantine_events(rt: Runtime) -> list[dict[str, Any]]:
+    with rt.db.read() as s:
+        rows = s.scalars(
+            select(EventRecord)
+            .where(EventRecord.type == "hl7.quarantined")
+            .order_by(EventRecord.seq)
+        )
+        return [dict(r.data or {}) for r in rows]
+
+
+def test_a_quarantine_tells_the_engineer_once_while_the_queue_is_not_empty(
+    feed: Runtime,
+) -> None:
+    """HAZ-017 (a): a message put in quarantine is logged as an event; the integration
+    engineer and the control centre are told on their feeds when it is the first while the
+    queue was empty, not at every message of a broken feed; the event names no patient."""
+    audiences = ["role:integration", "role:control-centre"]
+    engineer = Actor(name="engineer", role="integration")
+    first = send(feed, adt("A01", T0, pid("P1"), pv1("AMU^^1^ACU1")))  # "AMU": not mapped
+    send(feed, adt("A01", "20260105100500", pid("P2"), pv1("AMU^^2^ACU1")))
+    send(feed, b"not HL7 at all")
+    events = _quarantine_events(feed)
+    assert [(e["first"], e["message_type"]) for e in events] == [
+        ("yes", "ADT^A01"),
+        ("no", "ADT^A01"),
+        ("no", None),
+    ]
+    assert events[0]["message"] == first.message_id and events[0]["ack"] == "AE"
+    assert not any("P1" in str(v) or "P2" in str(v) for e in events for v in e.values())
+    told = feed.notify.feed(audiences)
+    assert sorted(n["audience"] for n in told) == sorted(audiences)
+    assert all("HL7 ADT^A01 quarantined" in n["subject"] for n in told)
+    # A replay that fails again is not news.
+    assert first.message_id is not None
+    assert feed.hl7.replay(first.message_id, engineer)["status"] == "quarantined"
+    assert len(_quarantine_events(feed)) == 3
+    # The engineer empties the queue; the next broken message is news again.
+    for row in feed.hl7.list(status="quarantined"):
+        feed.hl7.discard(row["id"], "PAS test data", engineer)
+    send(feed, adt("A01", "20260105101000", pid("P3"), pv1("AMU^^3^ACU1")))
+    assert [e["first"] for e in _quarantine_events(feed)] == ["yes", "no", "no", "yes"]
+    assert len(feed.notify.feed(audiences)) == 4
 
 
 def test_quarantine_fix_and_replay_through_the_api(feed: Runtime, client: TestClient) -> None:

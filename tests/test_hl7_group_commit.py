@@ -228,3 +228,22 @@ def test_a_message_refused_by_a_reactor_is_quarantined_alone(feed: Runtime) -> N
         ("R-2", "quarantined"),
         ("R-3", "accepted"),
     ]
+
+
+def test_a_batch_tells_of_its_first_quarantine_once(
+    feed: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HAZ-017 (a) inside one batch: two broken messages with the queue empty make one
+    'first' (the second is not stored yet when the first is announced), so one notification
+    for each audience, as one by one."""
+    broken = [
+        adt("A01", T0, pid(f"Q{n}"), pv1(f"AMU^^{n}^ACU1"), control_id=f"Q{n}") for n in (1, 2)
+    ]
+    answers = feed.hl7.handle_batch([(raw, "test") for raw in broken])
+    assert [a.ack_code for a in answers] == ["AE", "AE"]
+    assert "batch failed" not in caplog.text  # settled in the batch, not one by one
+    with feed.db.read() as s:
+        query = select(EventRecord).where(EventRecord.type == "hl7.quarantined")
+        firsts = [r.data["first"] for r in s.scalars(query.order_by(EventRecord.seq))]
+    assert firsts == ["yes", "no"]
+    assert counted(feed, Notification, Notification.event_type == "hl7.quarantined") == 2

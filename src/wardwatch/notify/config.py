@@ -99,7 +99,7 @@ class Rule(_Strict):
     @classmethod
     def _types(cls, value: list[str]) -> list[str]:
         for t in value:
-            if not re.fullmatch(r"\*|[a-z_]+(\.[a-z_]+)*(\.\*)?", t):
+            if not re.fullmatch(r"\*|[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*(\.\*)?", t):
                 raise ValueError(f"{t!r} is not an event type (like task.created or task.*)")
         return value
 
@@ -271,6 +271,10 @@ rules:
   - name: OPEL level changed
     on: [opel.changed]
     notify: ["feed:role:control-centre"]
+  - name: HL7 message quarantined (the first while the queue was empty)
+    on: [hl7.quarantined]
+    when: {first: "yes"}
+    notify: ["feed:role:integration", "feed:role:control-centre"]
 """
 
 

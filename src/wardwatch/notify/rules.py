@@ -49,6 +49,9 @@ BODY_FIELDS = (
     "scope",
     "previous",
     "score",
+    "message",
+    "message_type",
+    "ack",
 )
 FEED = "feed"
 EMAIL_CHANNEL = "email"

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
 
 from wardwatch.capacity.moves import BedMoves
 from wardwatch.core.actor import Actor
@@ -40,6 +40,11 @@ from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, decode, parse
 from wardwatch.virtualward.ingest import Ingestor
 
 FINAL = ("accepted", "ignored", "discarded")
+#: The event of a message newly put in quarantine (HAZ-017): the integration engineer and the
+#: control centre are told (built-in rule) when it is the first while the queue was empty.
+QUARANTINED = "hl7.quarantined"
+#: A transaction's scratch: the messages it has put in quarantine so far.
+_ANNOUNCED = "hl7_quarantined"
 log = logging.getLogger(__name__)
 
 
@@ -211,6 +216,8 @@ class Hl7Service:
                         location=error.location,
                         later=kept,
                     )
+                    if existing_id is None:
+                        self._announce(tx, row_id, msg.message_type, error)
                     answer = self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
                 else:
                     keep(status=outcome.status, ack_code="AA", detail=outcome.detail, later=kept)
@@ -342,6 +349,8 @@ class Hl7Service:
                     location=error.location,
                     existing=existing_id,
                 )
+                if existing_id is None:
+                    self._announce(tx, row_id, msg.message_type, error)
         except Conflict:
             return self._handle(raw, source)
         return self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
@@ -421,10 +430,37 @@ class Hl7Service:
                         raw=decode(raw),
                     )
                 )
+                self._announce(tx, row_id, None, exc)
         except Conflict:
             found = self._find(key)
             return found.id if found else row_id
         return row_id
+
+    def _announce(self, tx: Tx, row_id: str, message_type: str | None, error: Hl7Error) -> None:
+        """Record that message ``row_id`` was newly put in quarantine (HAZ-017), noting
+        whether it is the first while the queue was empty: the built-in rule tells the
+        integration engineer and the control centre then, once, not at every message of a
+        broken feed. The reason stays in the queue (it may quote patient details): the
+        event names the message, its type, the answer and the failing field only."""
+        first = not tx.scratch.get(_ANNOUNCED) and not tx.session.scalar(
+            select(exists().where(Hl7Message.status == "quarantined", Hl7Message.id != row_id))
+        )
+        tx.scratch.setdefault(_ANNOUNCED, []).append(row_id)  # a container: see Database.step
+        kind = message_type or "an unreadable message"
+        tx.record(
+            QUARANTINED,
+            at=self.clock.now(),
+            actor=Actor(name="hl7", role="integration"),
+            data={
+                "message": row_id,
+                "message_type": message_type,
+                "ack": error.ack,
+                "location": error.location,
+                "first": "yes" if first else "no",
+                "summary": f"HL7 {kind} quarantined ({error.ack}): the PAS feed needs "
+                "attention; the queue is at /api/hl7/messages?status=quarantined",
+            },
+        )
 
     def _find(self, key: str) -> Hl7Message | None:
         with self.db.read() as s:
