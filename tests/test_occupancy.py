@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import StatementError
 from typer.testing import CliRunner
 
 from tests.conftest import SMALL_SYSTEM
+from wardwatch.capacity.occupancy import WardMeta
 from wardwatch.capacity.schemas import AdmitRequest, DischargeRequest, PatientIn
 from wardwatch.capacity.service import BedFilter
 from wardwatch.capacity.states import BedState
 from wardwatch.cli import app as cli
 from wardwatch.core.actor import SYSTEM
-from wardwatch.core.clock import ManualClock
+from wardwatch.core.clock import ManualClock, ScaledClock
+from wardwatch.db.eventlog import EventRecord
 from wardwatch.runtime import Runtime
 
 
@@ -288,3 +292,42 @@ def test_counters_match_a_full_count_and_can_be_rebuilt(small: Runtime) -> None:
         counts.recount(tx.session)
     with small.db.read() as s:
         assert counts.drift(s) == {}
+
+
+def test_times_without_a_time_zone_are_refused_everywhere(
+    small: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
+    """HAZ-011 (a): a time without a zone is refused by the clocks, by the database type and
+    by the API, never read as local or as UTC."""
+    naive = datetime(2026, 1, 5, 8, 0)  # noqa: DTZ001 - the point of the test
+    with pytest.raises(ValueError, match="time zone"):
+        ManualClock(naive)
+    with pytest.raises(ValueError, match="time zone"):
+        ScaledClock(naive, speed=60)
+    with (
+        pytest.raises(StatementError, match="without a time zone"),
+        small.db.transaction() as tx,
+    ):
+        tx.record("test.naive", at=naive, actor=SYSTEM)
+    with small.db.read() as s:
+        assert not s.scalar(select(func.count()).where(EventRecord.type == "test.naive"))
+    r = client.get("/api/occupancy", params={"at": "2026-01-05T08:00:00"}, headers=admin)
+    assert r.status_code == 422 and "time zone" in r.json()["message"]
+
+
+@pytest.mark.parametrize("typed", ["critical care", "Critical Care", " CRITICAL  care "])
+def test_a_critical_care_ward_counts_as_critical_care_however_it_is_typed(typed: str) -> None:
+    """HAZ-006 (a): the SitRep's critical-care rows do not depend on the specialty's case."""
+    meta = WardMeta(
+        id="w",
+        code="ICU",
+        name="Intensive Care",
+        specialty=typed,
+        kind="core",
+        general_acute=False,
+        age_group="adult",
+        site_code="S",
+        site_name="Site",
+        site_kind="acute",
+    )
+    assert meta.sitrep_category == "critical_care"

@@ -114,7 +114,7 @@ class WardMeta:
 
     @property
     def sitrep_category(self) -> str:
-        if self.specialty == CRITICAL_CARE:
+        if " ".join(self.specialty.split()).lower() == CRITICAL_CARE:  # as staff type it
             return "critical_care"
         if self.general_acute:
             return f"ga_{self.age_group}_{self.kind}"
