@@ -142,9 +142,14 @@ def test_a_receiver_that_always_fails_goes_dead_and_the_api_retries_it(
             assert deliver(rt) == 1
             clock.advance(timedelta(hours=1))
         assert deliver(rt) == 0  # dead letters are never retried by themselves
-        (row,) = rows(rt)
+        row, told = rows(rt)
         assert (row.status, row.attempts) == ("dead", 3)
         assert row.last_error == "the receiver answered HTTP 503"
+        # HAZ-N01 (a): the control centre is told on its feed, whatever the rules say.
+        assert (told.channel, told.audience, told.status) == ("feed", "role:control-centre", "sent")
+        assert told.subject.startswith("Not delivered after 3 attempts (webhook pager): ")
+        assert told.body["notification"] == row.id and told.event_seq == row.event_seq
+        assert [n["id"] for n in rt.notify.feed(["role:control-centre"])] == [told.id]
         receiver.plan = [200]  # the receiver is fixed
         with TestClient(create_app(rt)) as client:
             admin = auth(rt, "control-centre")
@@ -350,7 +355,7 @@ def test_cli_lists_dead_letters_and_retries_them(
         configure(rt, {"pager": hook(url, max_attempts=1)}, ["pager"])
         record(rt, "task.created", TASK)
         deliver(rt)
-        (row,) = rows(rt)
+        row, _told = rows(rt)
         assert row.status == "dead"
     finally:
         rt.close()

@@ -160,6 +160,7 @@ class Dispatcher:
                 error=error,
                 max_attempts=policy.max_attempts,
                 backoff=policy.backoff(claim.attempts),
+                on_dead=self.service.dead_letter,
             )
         except Exception:
             log.exception("recording the result of notification %s failed", item.id)

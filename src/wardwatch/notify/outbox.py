@@ -10,12 +10,13 @@ worker's claim, so a late answer never overwrites a newer attempt.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from wardwatch.db.session import Database
+from wardwatch.db.session import Database, Tx
 from wardwatch.notify.channels import Outgoing
 from wardwatch.notify.models import DEAD, DUE, FAILED, SENDING, SENT, Notification
 
@@ -76,8 +77,11 @@ def finish(
     error: str | None,
     max_attempts: int,
     backoff: timedelta,
+    on_dead: Callable[[Tx, N], None] | None = None,
 ) -> str | None:
-    """Record one attempt's outcome; the new status, or None if the claim was lost."""
+    """Record one attempt's outcome; the new status, or None if the claim was lost. A row
+    that goes dead is handed to ``on_dead`` in the same transaction (the control centre is
+    told: ``NotifyService.dead_letter``)."""
     with db.transaction() as tx:
         row = tx.session.scalars(
             select(N).where(N.id == done.item.id).with_for_update()
@@ -99,6 +103,8 @@ def finish(
                     row.attempts,
                     error,
                 )
+                if on_dead is not None:
+                    on_dead(tx, row)
             else:
                 row.status, row.next_attempt_at = FAILED, now + backoff
         return row.status

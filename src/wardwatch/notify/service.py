@@ -37,6 +37,9 @@ from wardwatch.notify.schemas import NotificationRead
 
 log = logging.getLogger(__name__)
 KEY = "notify"
+#: Who is told of a delivery that will not be tried again, and under what rule name.
+DEAD_LETTER_AUDIENCE = "role:control-centre"
+DEAD_LETTER_RULE = "dead letter (built in)"
 FEED_EVENT = "notification"
 
 
@@ -166,6 +169,36 @@ class NotifyService:
                 take([Claim(_outgoing(r), r.attempts) for r in claimed])
         if len(feed) + len(claimed) < len(rows):
             self.wake()
+
+    def dead_letter(self, tx: Tx, dead: Notification) -> None:
+        """A delivery that will not be tried again (webhook, email) is told to the control
+        centre's feed, in the same transaction, whatever the rules say (HAZ-N01 a). A feed
+        is written, never sent, so it cannot go dead itself: this cannot loop."""
+        now = self.clock.now()
+        row = Notification(
+            id=new_id("ntf"),
+            created_at=now,
+            rule=DEAD_LETTER_RULE,
+            channel=rules.FEED,
+            kind=rules.FEED,
+            audience=DEAD_LETTER_AUDIENCE,
+            event_seq=dead.event_seq,
+            event_type=dead.event_type,
+            task_id=dead.task_id,
+            subject=f"Not delivered after {dead.attempts} attempts ({dead.kind} "
+            f"{dead.channel}): {dead.subject}"[:300],
+            body={
+                "notification": dead.id,
+                "channel": dead.channel,
+                "kind": dead.kind,
+                "attempts": dead.attempts,
+            },
+            status=SENT,
+            attempts=1,
+            sent_at=now,
+        )
+        tx.session.add(row)
+        tx.after_commit[f"{KEY}:dead:{dead.id}"] = lambda: self._committed([row])
 
     # --- reads -----------------------------------------------------------------------------
 
