@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,12 +20,16 @@ from typing import Any
 
 import hl7.client
 import pytest
+import trustme
+from typer.testing import CliRunner
 
 from tests.conftest import PAYLOADS
 from tests.hl7util import ack_fields, adt, pid, pv1
 from tests.serving import free_port, serving
 from wardwatch.app import create_app
 from wardwatch.capacity.service import BedFilter
+from wardwatch.cli import app as cli
+from wardwatch.config import Settings
 from wardwatch.core.clock import ManualClock
 from wardwatch.runtime import Runtime
 
@@ -308,3 +313,90 @@ def test_only_allowed_peers_may_connect(small: Runtime) -> None:
     with serving(create_app(small, mllp_port=port)), _connect(port) as sock:
         sock.sendall(_frame(adt("A01", T0, pid("X1"), pv1("ACU1-AMU^^1^ACU1"))))
         assert ack_fields(_read_frame(sock))["code"] == "AA"
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Any]:
+    """A test CA, the listener's certificate from it, and a PAS client certificate from it
+    (real X.509 and TLS, made by trustme)."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    pas = ca.issue_cert("pas.example.nhs.uk", common_name="PAS-LIVE")
+    files = {name: tmp_path / f"{name}.pem" for name in ("cert", "key", "ca")}
+    server.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    for blob in server.cert_chain_pems[1:]:
+        blob.write_to_path(str(files["cert"]), append=True)
+    server.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    return {**files, "authority": ca, "pas": pas}
+
+
+def _tls_client(tls_files: dict[str, Any], *, with_cert: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    tls_files["authority"].configure_trust(ctx)
+    if with_cert:
+        tls_files["pas"].configure_cert(ctx)
+    return ctx
+
+
+def test_mllp_over_tls_takes_only_senders_with_a_certificate_from_the_ca(
+    small: Runtime, clock: ManualClock, tls_files: dict[str, Any]
+) -> None:
+    """HAZ-018: with TLS and a client CA set, a PAS with a certificate from that CA is
+    answered and its certificate's name is kept with the message; a sender without one, and
+    plain TCP, are closed on before any message is read."""
+    clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
+    small.settings.mllp_tls_cert = tls_files["cert"]
+    small.settings.mllp_tls_key = tls_files["key"]
+    small.settings.mllp_tls_client_ca = tls_files["ca"]
+    port = free_port()
+    message = _frame(adt("A01", T0, pid("T1"), pv1("ACU1-AMU^^1^ACU1")))
+    with serving(create_app(small, mllp_port=port)):
+        # Plain TCP on the TLS port: no answer, nothing kept.
+        with _connect(port) as sock:
+            try:
+                sock.sendall(message)
+                reply = sock.recv(100)
+            except ConnectionError:
+                reply = b""
+            assert not reply.startswith(SB)
+        # TLS without a client certificate: the handshake (or the first read) fails.
+        anonymous = _tls_client(tls_files, with_cert=False)
+        with (
+            pytest.raises((ssl.SSLError, ConnectionError)),
+            anonymous.wrap_socket(_connect(port), server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(message)
+            _read_frame(tls)
+        assert small.hl7.list() == [] and _occupied(small) == set()
+        # The PAS, with its certificate: applied and acknowledged, its name kept.
+        pas = _tls_client(tls_files, with_cert=True)
+        with pas.wrap_socket(_connect(port), server_hostname="127.0.0.1") as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+            tls.sendall(message)
+            assert ack_fields(_read_frame(tls))["code"] == "AA"
+    (row,) = small.hl7.list()
+    assert row["source"].startswith("mllp+tls:127.0.0.1:") and row["source"].endswith(
+        " cn=PAS-LIVE"
+    )
+    assert _occupied(small) == {"ACU1-AMU-01"}
+
+
+def test_a_half_tls_configuration_is_refused_not_served_in_the_clear(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, mllp_tls_cert=tmp_path / "cert.pem")
+    with pytest.raises(ValueError, match="needs both"):
+        settings.mllp_tls()
+    settings = Settings(data_dir=tmp_path, mllp_tls_client_ca=tmp_path / "ca.pem")
+    with pytest.raises(ValueError, match="needs _TLS_CERT"):
+        settings.mllp_tls()
+    missing = Settings(
+        data_dir=tmp_path, mllp_tls_cert=tmp_path / "no.pem", mllp_tls_key=tmp_path / "no.key"
+    )
+    with pytest.raises(ValueError, match="not usable"):
+        missing.mllp_tls()
+    result = CliRunner().invoke(
+        cli,
+        ["serve", "--mllp-port", "2575"],
+        env={"WARDWATCH_DATA_DIR": str(tmp_path), "WARDWATCH_MLLP_TLS_CERT": "x.pem"},
+    )
+    assert result.exit_code == 2 and "needs both" in result.output

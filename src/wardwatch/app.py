@@ -127,6 +127,7 @@ def create_app(
                 host=mllp_host,
                 port=mllp_port,
                 allowed_peers=runtime.settings.mllp_peers(),
+                tls=runtime.settings.mllp_tls(),
             )
             await server.start()
         app.state.mllp = server

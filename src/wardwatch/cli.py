@@ -94,7 +94,14 @@ def serve(
         rt.settings.mqtt_url = mqtt_url
     out.print(f"WardWatch on http://{host}:{port}  (database: {rt.db.dialect})")
     if mllp_port:
-        out.print(f"HL7 v2 MLLP listener on {host}:{mllp_port}")
+        try:
+            tls = rt.settings.mllp_tls()
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="WARDWATCH_MLLP_TLS_*") from None
+        how = "" if tls is None else " over TLS"
+        if tls is not None and rt.settings.mllp_tls_client_ca is not None:
+            how += " (client certificates required)"
+        out.print(f"HL7 v2 MLLP listener{how} on {host}:{mllp_port}")
     if rt.settings.mqtt_url:
         try:
             broker = Broker.parse(rt.settings.mqtt_url)

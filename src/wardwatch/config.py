@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -29,6 +30,17 @@ class Settings(BaseSettings):
         default=None,
         description="comma-separated IP addresses allowed to connect to the MLLP listener "
         "(unset: any peer that can reach the port)",
+    )
+    mllp_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the MLLP listener: with mllp_tls_key, the "
+        "listener speaks MLLP over TLS only (unset: plain TCP)",
+    )
+    mllp_tls_key: Path | None = Field(default=None, description="PEM private key of it")
+    mllp_tls_client_ca: Path | None = Field(
+        default=None,
+        description="PEM CA certificate(s): with TLS on, every sender must present a client "
+        "certificate signed by one of them (mutual TLS); unset: any TLS client",
     )
 
     # --- notifications (notify/): rules file and SMTP ------------------------------------
@@ -96,6 +108,29 @@ class Settings(BaseSettings):
         "handled in the server process). One server process uses one core; set this to "
         "the number of cores when readings arrive faster than ~10,000/s",
     )
+
+    def mllp_tls(self) -> ssl.SSLContext | None:
+        """The MLLP listener's TLS context, or None for plain TCP. A half or unreadable
+        configuration is an error (ValueError naming the setting), never plain TCP."""
+        if self.mllp_tls_cert is None and self.mllp_tls_key is None:
+            if self.mllp_tls_client_ca is not None:
+                raise ValueError("WARDWATCH_MLLP_TLS_CLIENT_CA needs _TLS_CERT and _TLS_KEY")
+            return None
+        if self.mllp_tls_cert is None or self.mllp_tls_key is None:
+            raise ValueError("MLLP over TLS needs both WARDWATCH_MLLP_TLS_CERT and _TLS_KEY")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(self.mllp_tls_cert, self.mllp_tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"MLLP TLS certificate or key not usable: {exc}") from None
+        if self.mllp_tls_client_ca is not None:
+            try:
+                ctx.load_verify_locations(cafile=self.mllp_tls_client_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"MLLP TLS client CA not usable: {exc}") from None
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
 
     def mllp_peers(self) -> frozenset[str] | None:
         if not self.mllp_allowed_peers:

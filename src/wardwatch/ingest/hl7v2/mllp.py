@@ -9,12 +9,17 @@ contend with each other for the same beds. A connection that
 sends bytes outside a frame, or a frame larger than the limit, gets an AR and is closed;
 other connections are untouched. A frame cut short by a new start block is answered AR and
 quarantined; one cut short by a disconnect is quarantined.
+
+With a TLS context (``WARDWATCH_MLLP_TLS_CERT``/``_KEY``) the listener speaks MLLP over TLS
+only, and with ``_TLS_CLIENT_CA`` every sender must present a certificate signed by that CA
+(mutual TLS): its subject CN is kept with each message it sends (``source``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -87,8 +92,10 @@ class MllpServer:
         max_message: int = MAX_MESSAGE,
         workers: int = 16,
         allowed_peers: frozenset[str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.service = service
+        self.tls = tls
         self.host = host
         self.port = port
         self.max_message = max_message
@@ -99,9 +106,9 @@ class MllpServer:
         self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        self._server = await asyncio.start_server(self._client, self.host, self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("MLLP listening on %s:%s", self.host, self.port)
+        log.info("MLLP%s listening on %s:%s", " over TLS" if self.tls else "", self.host, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -124,6 +131,10 @@ class MllpServer:
             self._clients.add(task)
         peer = writer.get_extra_info("peername")
         source = f"mllp:{peer[0]}:{peer[1]}" if peer else "mllp"
+        if self.tls is not None:  # who the sender's certificate says it is, when it has one
+            name = _common_name(writer.get_extra_info("peercert"))
+            source = source.replace("mllp:", "mllp+tls:", 1) + (f" cn={name}" if name else "")
+            source = source[:120]  # as stored
         if self.allowed_peers is not None and (not peer or peer[0] not in self.allowed_peers):
             log.warning("MLLP connection from %s refused: not in the allowed peers", source)
             writer.close()
@@ -212,3 +223,14 @@ class MllpServer:
             message = bytes(buf[1:end])
             del buf[: end + (2 if buf[end + 1 : end + 2] == CR else 1)]
             await self._send(writer, await self._commits.submit(message, source))
+
+
+def _common_name(cert: object) -> str | None:
+    """The subject CN of a peer certificate as ``ssl`` gives it (None without one)."""
+    if not isinstance(cert, dict):
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)[:60]
+    return None
