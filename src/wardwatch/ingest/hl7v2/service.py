@@ -446,7 +446,7 @@ class Hl7Service:
             select(exists().where(Hl7Message.status == "quarantined", Hl7Message.id != row_id))
         )
         tx.scratch.setdefault(_ANNOUNCED, []).append(row_id)  # a container: see Database.step
-        kind = message_type or "an unreadable message"
+        what = f"HL7 {message_type} message" if message_type else "Unreadable HL7 message"
         tx.record(
             QUARANTINED,
             at=self.clock.now(),
@@ -457,8 +457,8 @@ class Hl7Service:
                 "ack": error.ack,
                 "location": error.location,
                 "first": "yes" if first else "no",
-                "summary": f"HL7 {kind} quarantined ({error.ack}): the PAS feed needs "
-                "attention; the queue is at /api/hl7/messages?status=quarantined",
+                "summary": f"{what} quarantined ({error.ack}): the PAS feed needs attention; "
+                "the queue is at /api/hl7/messages?status=quarantined",
             },
         )
 
