@@ -136,7 +136,9 @@ def serving(app: FastAPI, port: int | None = None, *, lifespan: bool = True) -> 
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    # Generous: a lifespan may start worker processes (ingest workers import all of
+    # WardWatch), and CI runs four test processes on two cores. Only a failure waits it out.
+    deadline = time.monotonic() + 60
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             sock.close()
