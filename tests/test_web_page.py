@@ -260,6 +260,37 @@ def test_without_a_token_the_form_is_shown_and_a_wrong_token_is_refused(
     expect(form).to_be_hidden()
 
 
+def test_a_refusal_of_the_old_token_arriving_late_does_not_sign_out_the_new_one(
+    served: Served, page: Any
+) -> None:
+    """A wrong token's figures request answered after the right token was pasted (a slow
+    network, a busy server) is ignored: it once signed the new session out again."""
+    wrong = "ww_not-a-real-token"
+    held: list[Any] = []
+
+    def hold_wrong(route: Any) -> None:
+        if route.request.headers.get("authorization") == f"Bearer {wrong}":
+            held.append(route)  # answered later, below
+        else:
+            route.continue_()
+
+    page.route("**/api/system", hold_wrong)
+    page.goto(served.base + "/")
+    page.fill("#token-input", wrong)
+    page.click("#token-form button[type=submit]")
+    # The live stream refuses the wrong token first; its figures request is still pending.
+    expect(page.locator("#auth-message")).to_be_visible(timeout=WAIT_MS)
+    assert len(held) == 1
+    page.fill("#token-input", served.token)
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=WAIT_MS)
+    held[0].continue_()  # now the server refuses the old token (401)
+    page.wait_for_timeout(500)
+    expect(page.locator("#live-status")).to_have_text("Live")
+    expect(page.locator("#dashboard")).to_be_visible()
+    expect(page.locator("#token-form")).to_be_hidden()
+
+
 def test_token_link_opened_in_a_tab_already_on_the_page_is_used(served: Served, page: Any) -> None:
     page.goto(served.base + "/")
     expect(page.locator("#token-form")).to_be_visible()

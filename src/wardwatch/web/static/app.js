@@ -301,33 +301,46 @@
     state.dirty = false;
     state.inFlight = true;
     state.lastFetchAt = Date.now();
+    // A sign-in during the fetch makes its answer stale: it is dropped, and a refused old
+    // token must not sign out the session that replaced it.
+    const token = state.token;
+    const current = () => !state.stopped && token === state.token;
     let retryIn = 0;
     try {
       if (state.needSystem) {
         state.needSystem = false;
         try {
-          state.system = await api('/api/system');
+          const system = await api('/api/system');
+          if (current()) {
+            state.system = system;
+            renderSystem();
+          }
         } catch (err) {
           state.needSystem = true;
           throw err;
         }
-        renderSystem();
       }
       const occupancy = await api('/api/occupancy');
-      if (state.stopped) return;
-      state.occupancy = occupancy;
-      const at = new Date(occupancy.at);
-      state.lastUpdate = Number.isNaN(at.getTime()) ? new Date() : at;
-      state.failingSince = null;
-      showError(null);
-      $('dashboard').hidden = false;
-      renderOccupancy();
+      if (current()) {
+        state.occupancy = occupancy;
+        const at = new Date(occupancy.at);
+        state.lastUpdate = Number.isNaN(at.getTime()) ? new Date() : at;
+        state.failingSince = null;
+        showError(null);
+        $('dashboard').hidden = false;
+        renderOccupancy();
+      }
     } catch (err) {
-      if (isAuthError(err)) { authFailed(err.status, err.message); return; }
-      if (state.failingSince === null) state.failingSince = Date.now();
-      showError(`Could not load the figures: ${err.message}. Retrying…`);
-      state.dirty = true;
-      retryIn = REFRESH_RETRY_MS;
+      if (!current()) {
+        // stale: nothing to report; the new session's own refresh follows below
+      } else if (isAuthError(err)) {
+        authFailed(err.status, err.message);
+      } else {
+        if (state.failingSince === null) state.failingSince = Date.now();
+        showError(`Could not load the figures: ${err.message}. Retrying…`);
+        state.dirty = true;
+        retryIn = REFRESH_RETRY_MS;
+      }
     } finally {
       state.inFlight = false;
       renderStatus();

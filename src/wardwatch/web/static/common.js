@@ -302,7 +302,9 @@ window.WardWatchCommon = (() => {
    * request made during a run is honoured after it, so the last change is never lost.
    * When `load()` throws, `onError(err)` decides: true retries after `retryMs` (a network
    * blip), false waits for the next request (e.g. the token was refused).
-   * `stop()` cancels what is pending and ignores requests until `start()`.
+   * `stop()` cancels what is pending and ignores requests until `start()`; a run still in
+   * flight from before a `stop()` is forgotten when it ends: its error is not reported (a
+   * refused old token must not sign out the session that replaced it).
    */
   function refresher(load, { minGapMs = 1_000, retryMs = 3_000, onError = () => true } = {}) {
     let dirty = false;
@@ -310,6 +312,7 @@ window.WardWatchCommon = (() => {
     let stopped = false;
     let timer = null;
     let lastRunAt = -Infinity;
+    let generation = 0;  // moves on at each stop()
 
     function schedule(delay = 0) {
       if (timer !== null || inFlight || stopped || !dirty) return;
@@ -323,11 +326,12 @@ window.WardWatchCommon = (() => {
       dirty = false;
       inFlight = true;
       lastRunAt = Date.now();
+      const mine = generation;
       let retryIn = 0;
       try {
         await load();
       } catch (err) {
-        if (onError(err)) {
+        if (mine === generation && onError(err)) {
           dirty = true;
           retryIn = retryMs;
         }
@@ -342,6 +346,7 @@ window.WardWatchCommon = (() => {
       stop() {
         stopped = true;
         dirty = false;
+        generation += 1;
         clearTimeout(timer);
         timer = null;
       },
