@@ -87,6 +87,7 @@ def serve(
     import uvicorn
 
     from wardwatch.app import create_app
+    from wardwatch.ingest import pool as ingest_pool
     from wardwatch.virtualward.mqtt_broker import Broker
 
     rt = runtime()
@@ -111,11 +112,9 @@ def serve(
     if ingest_workers is not None:
         rt.settings.ingest_workers = ingest_workers
     if rt.settings.ingest_workers:
-        if rt.db.dialect != "postgresql":
-            raise typer.BadParameter(
-                "ingest workers need PostgreSQL (SQLite lets one process write at a time)",
-                param_hint="--ingest-workers",
-            )
+        problem = ingest_pool.refusal(rt)
+        if problem:
+            raise typer.BadParameter(problem, param_hint="--ingest-workers")
         out.print(f"FHIR Bundles handled in {rt.settings.ingest_workers} worker process(es)")
     uvicorn.run(
         create_app(rt, mllp_port=mllp_port, mllp_host=host),

@@ -129,18 +129,24 @@ def _bundle(content_type: str, body: bytes, actor: Actor) -> Handled:
     )
 
 
+def refusal(rt: Runtime) -> str | None:
+    """Why ``rt`` cannot have ingest workers, or None (``serve`` asks before it starts)."""
+    if rt.db.dialect != "postgresql":
+        return "ingest workers need PostgreSQL: SQLite lets one process write at a time"
+    if not isinstance(rt.clock, SystemClock):
+        return "ingest workers keep the system clock: the server must too"
+    return None
+
+
 class IngestPool:
     """N worker processes for the FHIR Bundle door, owned by the server's lifespan."""
 
     def __init__(self, rt: Runtime, workers: int) -> None:
         if workers < 1:
             raise ValueError("an ingest pool needs at least one worker")
-        if rt.db.dialect != "postgresql":
-            raise ValueError(
-                "ingest workers need PostgreSQL: SQLite lets one process write at a time"
-            )
-        if not isinstance(rt.clock, SystemClock):
-            raise ValueError("ingest workers keep the system clock: the server must too")
+        problem = refusal(rt)
+        if problem:
+            raise ValueError(problem)
         self.rt = rt
         self.workers = workers
         self._executor = self._new()

@@ -130,11 +130,11 @@ class MllpServer:
         if task is not None:
             self._clients.add(task)
         peer = writer.get_extra_info("peername")
-        source = f"mllp:{peer[0]}:{peer[1]}" if peer else "mllp"
-        if self.tls is not None:  # who the sender's certificate says it is, when it has one
-            name = _common_name(writer.get_extra_info("peercert"))
-            source = source.replace("mllp:", "mllp+tls:", 1) + (f" cn={name}" if name else "")
-            source = source[:120]  # as stored
+        scheme = "mllp" if self.tls is None else "mllp+tls"
+        source = f"{scheme}:{peer[0]}:{peer[1]}" if peer else scheme
+        name = _common_name(writer.get_extra_info("peercert")) if self.tls else None
+        if name:  # who the sender's certificate says it is
+            source = f"{source} cn={name}"[:120]  # as stored
         if self.allowed_peers is not None and (not peer or peer[0] not in self.allowed_peers):
             log.warning("MLLP connection from %s refused: not in the allowed peers", source)
             writer.close()
