@@ -9,6 +9,10 @@ python-hl7 alone parses the same messages (the parsing floor) in the same run.
 
 Goal (from the issue): at least 2,000 messages/s on PostgreSQL.
 
+With ``--ingest-workers N`` (PostgreSQL only) the listener hands its group-commit batches to
+N worker processes (:mod:`wardwatch.ingest.pool`), as ``wardwatch serve --ingest-workers N``
+does.
+
 Usage: ``.venv/bin/python bench/bench_hl7.py --backend both --messages 2000``
 """
 
@@ -41,6 +45,7 @@ from common import (
 )
 from wardwatch.capacity.schemas import SiteSpec, SystemInfo, SystemSpec, WardSpec
 from wardwatch.ingest.hl7v2.mllp import MllpServer
+from wardwatch.ingest.pool import IngestPool
 from wardwatch.runtime import Runtime
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
@@ -102,20 +107,31 @@ def messages(conn: int, count: int, run: str) -> Iterator[bytes]:
 
 
 class Listener:
-    """The MLLP server on its own event loop thread."""
+    """The MLLP server on its own event loop thread (batches in ``workers`` processes if set)."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.server = MllpServer(rt.hl7, host="127.0.0.1", port=0)
+    def __init__(self, rt: Runtime, workers: int = 0) -> None:
+        self.pool = IngestPool(rt, workers) if workers else None
+        self.server = MllpServer(
+            rt.hl7,
+            host="127.0.0.1",
+            port=0,
+            apply_batch=self.pool.hl7_batch if self.pool else None,
+            lanes=workers or 1,
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> int:
         self.thread.start()
+        if self.pool is not None:
+            asyncio.run_coroutine_threadsafe(self.pool.start(), self.loop).result(60)
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
         return self.server.port
 
     def __exit__(self, *_: object) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        if self.pool is not None:
+            self.pool.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -136,11 +152,13 @@ def client(port: int, msgs: list[bytes], acks: list[str], latencies: list[float]
             acks.append(data.split(b"MSA|", 1)[1][:2].decode())
 
 
-def end_to_end(rt: Runtime, connections: int, per_conn: int, run: str) -> dict[str, Any]:
+def end_to_end(
+    rt: Runtime, connections: int, per_conn: int, run: str, workers: int = 0
+) -> dict[str, Any]:
     batches = [list(messages(c, per_conn, run)) for c in range(connections)]
     acks: list[list[str]] = [[] for _ in range(connections)]
     lat: list[list[float]] = [[] for _ in range(connections)]
-    with Listener(rt) as port:
+    with Listener(rt, workers) as port:
         threads = [
             threading.Thread(target=client, args=(port, batches[c], acks[c], lat[c]))
             for c in range(connections)
@@ -185,8 +203,10 @@ def bench_backend(backend: str, args: Any) -> dict[str, Any]:
             load_system(rt, spec(connections))
             per_conn = max(5, args.messages // connections)
             # A short warm-up on the same board (its own patients), then the timed run.
-            end_to_end(rt, connections, 25, "warm")
-            result = end_to_end(rt, connections, per_conn, "run")
+            workers = args.ingest_workers if backend == "postgres" else 0
+            end_to_end(rt, connections, 25, "warm", workers)
+            result = end_to_end(rt, connections, per_conn, "run", workers)
+            result["ingest_workers"] = workers
             result["parse_floor_per_second"] = parse_floor(sample, seconds=1.0)
             out["runs"].append(result)
             print(
@@ -205,6 +225,7 @@ def report(results: list[dict[str, Any]]) -> str:
             rows.append(
                 [
                     res["backend"],
+                    run.get("ingest_workers", 0),
                     run["connections"],
                     run["messages"],
                     round(run["per_second"]),
@@ -218,6 +239,7 @@ def report(results: list[dict[str, Any]]) -> str:
     return markdown_table(
         [
             "backend",
+            "ingest workers",
             "connections",
             "messages",
             "msg/s (ACK after commit)",
@@ -238,6 +260,12 @@ def main() -> None:
         type=int,
         default=2000,
         help="messages per configuration (split over the connections)",
+    )
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=0,
+        help="apply the batches in N worker processes (PostgreSQL only; 0: in the listener)",
     )
     args = parser.parse_args()
     info = machine_info()

@@ -125,9 +125,12 @@ def postgres_runtime(url: str | None = None) -> Iterator[Runtime]:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    # The same schema by URL, for worker processes (ingest workers) that connect themselves.
+    sep = "&" if "?" in url else "?"
+    settings = Settings(database_url=f"{url}{sep}options=-csearch_path%3D{schema}")
     try:
         migrate.upgrade(engine)
-        yield Runtime(settings=Settings(), clock=SystemClock(), engine=engine)
+        yield Runtime(settings=settings, clock=SystemClock(), engine=engine)
     finally:
         engine.dispose()
         with admin.begin() as conn:

@@ -99,6 +99,25 @@ def truncate_all(engine: Engine) -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture
+def pg_url(postgres_schema_url: str, postgres_engine: Engine) -> str:
+    """The test session's PostgreSQL schema, emptied, by URL: worker processes connect by URL."""
+    truncate_all(postgres_engine)
+    return postgres_schema_url
+
+
+@pytest.fixture
+def prt(pg_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A Runtime on that schema, with the small system and two ingest workers configured."""
+    settings = Settings(
+        database_url=pg_url, data_dir=tmp_path, ingest_workers=2, sse_heartbeat_seconds=0.2
+    )
+    rt = Runtime.build(settings, migrate_db=False)
+    rt.system.load(load_system_file(SMALL_SYSTEM), SYSTEM)
+    yield rt
+    rt.close()
+
+
 @pytest.fixture(scope="session")
 def mqtt_url() -> str:
     """The MQTT broker tests publish to (``WARDWATCH_TEST_MQTT_URL``, e.g.

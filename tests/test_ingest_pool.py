@@ -10,25 +10,22 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.conftest import SMALL_SYSTEM, auth, truncate_all
+from tests.conftest import auth
 from tests.serving import serving
 from tests.test_fhir_observations import bundle, full_set, valid
 from tests.test_notify import listen_to
 from wardwatch.app import create_app
-from wardwatch.capacity.system import load_system_file
 from wardwatch.cli import app as cli
 from wardwatch.config import Settings
-from wardwatch.core.actor import SYSTEM
 from wardwatch.core.clock import ManualClock
 from wardwatch.core.errors import Unavailable
 from wardwatch.db.session import make_engine
@@ -48,24 +45,6 @@ SICK: dict[str, tuple[Any, str | None]] = {
 }
 FHIR = "application/fhir+json"
 START = datetime(2026, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def pg_url(postgres_schema_url: str, postgres_engine: Engine) -> str:
-    """The test session's PostgreSQL schema, emptied, by URL: worker processes connect by URL."""
-    truncate_all(postgres_engine)
-    return postgres_schema_url
-
-
-@pytest.fixture
-def prt(pg_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(
-        database_url=pg_url, data_dir=tmp_path, ingest_workers=2, sse_heartbeat_seconds=0.2
-    )
-    rt = Runtime.build(settings, migrate_db=False)
-    rt.system.load(load_system_file(SMALL_SYSTEM), SYSTEM)
-    yield rt
-    rt.close()
 
 
 def _enrol(c: httpx.Client, h: dict[str, str], serial: str) -> dict[str, Any]:

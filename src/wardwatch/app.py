@@ -120,17 +120,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        server = None
-        if mllp_port:
-            server = MllpServer(
-                runtime.hl7,
-                host=mllp_host,
-                port=mllp_port,
-                allowed_peers=runtime.settings.mllp_peers(),
-                tls=runtime.settings.mllp_tls(),
-            )
-            await server.start()
-        app.state.mllp = server
+        server: MllpServer | None = None
+        app.state.mllp = None
         purge = asyncio.create_task(_purge_hl7(runtime))
         escalate = asyncio.create_task(_escalate(runtime))
         # --- notifications: the delivery worker, woken after each commit (notify/) ---
@@ -141,11 +132,23 @@ def create_app(
         ingest: IngestPool | None = None
         thresholds: tuple[int, ...] | None = None
         try:
-            mqtt = start_mqtt(runtime)  # device readings from the broker, if mqtt_url is set
-            if runtime.settings.ingest_workers:  # FHIR Bundles in worker processes
+            if runtime.settings.ingest_workers:  # FHIR Bundles and HL7 batches in workers
                 ingest = IngestPool(runtime, runtime.settings.ingest_workers)
                 await ingest.start()
                 app.state.ingest = ingest
+            if mllp_port:
+                server = MllpServer(
+                    runtime.hl7,
+                    host=mllp_host,
+                    port=mllp_port,
+                    allowed_peers=runtime.settings.mllp_peers(),
+                    tls=runtime.settings.mllp_tls(),
+                    apply_batch=ingest.hl7_batch if ingest is not None else None,
+                    lanes=ingest.workers if ingest is not None else 1,
+                )
+                await server.start()
+                app.state.mllp = server
+            mqtt = start_mqtt(runtime)  # device readings from the broker, if mqtt_url is set
             # Everything built so far lives as long as the app; and larger young
             # generations for the Bundles to come (see wardwatch.core.collector).
             thresholds = collector.settle()
@@ -153,6 +156,8 @@ def create_app(
         finally:
             if thresholds is not None:
                 collector.restore(thresholds)
+            if server is not None:  # no new messages for the workers
+                await server.stop()
             app.state.ingest = None
             if ingest is not None:
                 await asyncio.to_thread(ingest.close)
@@ -163,8 +168,6 @@ def create_app(
                 await deliveries
             purge.cancel()
             escalate.cancel()
-            if server is not None:
-                await server.stop()
 
     app = FastAPI(
         title="WardWatch",

@@ -77,7 +77,7 @@ def serve(
         typer.Option(
             min=0,
             max=64,
-            help="worker processes for FHIR Bundles of readings (PostgreSQL only); "
+            help="worker processes for FHIR Bundles and HL7 v2 batches (PostgreSQL only); "
             "default: WARDWATCH_INGEST_WORKERS, else 0 (in the server process)",
         ),
     ] = None,
@@ -115,7 +115,10 @@ def serve(
         problem = ingest_pool.refusal(rt)
         if problem:
             raise typer.BadParameter(problem, param_hint="--ingest-workers")
-        out.print(f"FHIR Bundles handled in {rt.settings.ingest_workers} worker process(es)")
+        out.print(
+            f"FHIR Bundles and HL7 batches handled in {rt.settings.ingest_workers} "
+            "worker process(es)"
+        )
     uvicorn.run(
         create_app(rt, mllp_port=mllp_port, mllp_host=host),
         host=host,

@@ -104,9 +104,10 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=64,
-        description="worker processes for FHIR Bundles of readings (PostgreSQL only; 0: "
-        "handled in the server process). One server process uses one core; set this to "
-        "the number of cores when readings arrive faster than ~10,000/s",
+        description="worker processes for FHIR Bundles of readings and HL7 v2 batches "
+        "(PostgreSQL only; 0: handled in the server process). One server process uses one "
+        "core; set this to the number of cores when readings arrive faster than ~10,000/s "
+        "or ADT messages faster than ~80/s",
     )
 
     def mllp_tls(self) -> ssl.SSLContext | None:

@@ -1,12 +1,16 @@
-"""Ingest worker processes: FHIR Bundles of readings handled beside the server's own process.
+"""Ingest worker processes: FHIR Bundles of readings and HL7 v2 batches handled beside the
+server's own process.
 
 One Python process runs Python code one thread at a time. Checking, translating, scoring
-and storing a Bundle of 600 readings takes ~45 ms of one core, so a single server process
-saturates a core at about 10,000 readings/s while the machine's other cores wait. With
-``ingest_workers`` set (``wardwatch serve --ingest-workers N``; PostgreSQL only), each
-``POST /fhir`` Bundle is handled whole in one of N worker processes, each with its own
-:class:`~wardwatch.runtime.Runtime` and database connections: from the JSON to the answer,
-one transaction as before, and the answer only after the commit.
+and storing a Bundle of 600 readings takes ~45 ms of one core, and applying an ADT message
+to the bed board ~10 ms, so a single server process saturates a core while the machine's
+other cores wait. With ``ingest_workers`` set (``wardwatch serve --ingest-workers N``;
+PostgreSQL only), each ``POST /fhir`` Bundle, and each group-commit batch of HL7 messages
+from the MLLP listener, is handled whole in one of N worker processes, each with its own
+:class:`~wardwatch.runtime.Runtime` and database connections: the same code, one
+transaction as before, and the answer (the ACKs) only after the commit. The listener keeps
+up to N batches in hand at once, never two messages of one connection (each waits for its
+ACK), so every connection's order holds.
 
 The server process stays the hub of everything live. A worker publishes nothing itself: with
 the answer it returns the events its commit published and the feed notifications it wrote,
@@ -19,7 +23,10 @@ the database.
 
 A worker that dies mid-Bundle: the database rolls its transaction back when the connection
 closes, the request is answered 503 (send it again: readings are idempotent by identifier,
-so a resend never stores one twice), and the next request gets a new pool. A pool found
+so a resend never stores one twice), and the next request gets a new pool. A worker that
+dies mid-batch of HL7 messages: the listener closes those senders' connections without an
+ACK, so each sends its message again (a message that was committed after all is then
+acknowledged as a duplicate, never applied twice). A pool found
 broken before a request was handed over is rebuilt and the request goes to the new one.
 """
 
@@ -46,6 +53,7 @@ from wardwatch.core.errors import Unavailable, WardWatchError
 from wardwatch.core.events import DomainEvent
 from wardwatch.ingest.fhir.routes import FhirResponse, error_response
 from wardwatch.ingest.fhir.vitals_in import bundle
+from wardwatch.ingest.hl7v2.service import Handled as Hl7Handled
 from wardwatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -66,15 +74,30 @@ class _Recorder(EventBus):
 
 
 @dataclass(slots=True)
+class Published:
+    """What a worker's commits published, for the server to publish again on its buses."""
+
+    events: list[DomainEvent] = field(default_factory=list)
+    feed: list[DomainEvent] = field(default_factory=list)
+    wake: bool = False
+
+
+@dataclass(slots=True)
 class Handled:
     """What a worker did with one request: the answer and what the server must publish."""
 
     status: int
     headers: dict[str, str]
     body: bytes
-    events: list[DomainEvent] = field(default_factory=list)
-    feed: list[DomainEvent] = field(default_factory=list)
-    wake: bool = False
+    published: Published
+
+
+@dataclass(slots=True)
+class Acknowledged:
+    """What a worker did with a batch of HL7 messages: their answers, in order."""
+
+    answers: list[Hl7Handled]
+    published: Published
 
 
 class _Worker:
@@ -110,23 +133,32 @@ def _ready() -> int:
     return 0
 
 
+def _forget() -> None:
+    """Start a request with nothing recorded."""
+    _worker.bus.seen, _worker.feed.seen, _worker.woken = [], [], False
+
+
+def _published() -> Published:
+    return Published(_worker.bus.seen, _worker.feed.seen, _worker.woken)
+
+
 def _bundle(content_type: str, body: bytes, actor: Actor) -> Handled:
     """``vitals_in.bundle`` in this worker, its answer (or error answer) as plain parts."""
-    _worker.bus.seen, _worker.feed.seen, _worker.woken = [], [], False
+    _forget()
     response: Response
     try:
         response = bundle(_worker.rt, content_type, body, actor)
     except WardWatchError as exc:
         response = error_response(exc)
     headers = {k: v for k, v in response.headers.items() if k.lower() not in _SET_BY_SERVER}
-    return Handled(
-        response.status_code,
-        headers,
-        bytes(response.body),
-        _worker.bus.seen,
-        _worker.feed.seen,
-        _worker.woken,
-    )
+    return Handled(response.status_code, headers, bytes(response.body), _published())
+
+
+def _hl7_batch(items: list[tuple[bytes, str | None]]) -> Acknowledged:
+    """``Hl7Service.handle_batch`` in this worker (it answers every message, never raises
+    for one), the answers released only after its commits."""
+    _forget()
+    return Acknowledged(_worker.rt.hl7.handle_batch(items), _published())
 
 
 def refusal(rt: Runtime) -> str | None:
@@ -139,7 +171,8 @@ def refusal(rt: Runtime) -> str | None:
 
 
 class IngestPool:
-    """N worker processes for the FHIR Bundle door, owned by the server's lifespan."""
+    """N worker processes for the FHIR Bundle door and the MLLP listener's batches, owned by
+    the server's lifespan."""
 
     def __init__(self, rt: Runtime, workers: int) -> None:
         if workers < 1:
@@ -208,10 +241,21 @@ class IngestPool:
     async def bundle(self, content_type: str, body: bytes, actor: Actor) -> Response:
         """A FHIR Bundle handled in a worker; its events published here, after its commit."""
         done: Handled = await self.call(_bundle, content_type, body, actor)
-        if done.events:
-            self.rt.bus.publish(done.events)
-        if done.feed:
-            self.rt.notify.feed_bus.publish(done.feed)
-        if done.wake:
-            self.rt.notify.wake()
+        self._publish(done.published)
         return FhirResponse(done.body, status_code=done.status, headers=done.headers)
+
+    async def hl7_batch(self, items: list[tuple[bytes, str | None]]) -> list[Hl7Handled]:
+        """HL7 messages applied in a worker (group commit, as ``Hl7Service.handle_batch``);
+        their answers, and their events published here, after the commits. A worker that
+        died doing it raises :class:`Unavailable`: none of them may be acknowledged."""
+        done: Acknowledged = await self.call(_hl7_batch, items)
+        self._publish(done.published)
+        return done.answers
+
+    def _publish(self, published: Published) -> None:
+        if published.events:
+            self.rt.bus.publish(published.events)
+        if published.feed:
+            self.rt.notify.feed_bus.publish(published.feed)
+        if published.wake:
+            self.rt.notify.wake()

@@ -5,10 +5,15 @@ in one read. Messages from one connection are applied strictly in order, each ac
 only after its transaction commits. Group commit: the messages waiting on all connections
 are applied together by one worker thread, in one transaction (each in a savepoint of its
 own, see :meth:`Hl7Service.handle_batch`), so many connections share each commit and never
-contend with each other for the same beds. A connection that
-sends bytes outside a frame, or a frame larger than the limit, gets an AR and is closed;
-other connections are untouched. A frame cut short by a new start block is answered AR and
-quarantined; one cut short by a disconnect is quarantined.
+contend with each other for the same beds. A connection that sends bytes outside a frame,
+or a frame larger than the limit, gets an AR and is closed; other connections are
+untouched. A frame cut short by a new start block is answered AR and quarantined; one cut
+short by a disconnect is quarantined.
+
+With ingest workers (``wardwatch serve --ingest-workers N``) the batches are applied in N
+worker processes, up to N batches at once (:mod:`wardwatch.ingest.pool`). A batch whose
+worker died is never acknowledged: its senders' connections are closed, and each sends its
+message again.
 
 With a TLS context (``WARDWATCH_MLLP_TLS_CERT``/``_KEY``) the listener speaks MLLP over TLS
 only, and with ``_TLS_CLIENT_CA`` every sender must present a certificate signed by that CA
@@ -20,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+from wardwatch.core.errors import Unavailable
 from wardwatch.ingest.hl7v2.service import Handled, Hl7Service
 
 log = logging.getLogger(__name__)
@@ -36,46 +42,62 @@ WHITESPACE = b" \t\r\n"
 #: a batch; larger batches gained nothing in throughput (PERFORMANCE.md).
 MAX_BATCH = 16
 
+#: Applies a batch of (message, source) and returns their answers, only after the commit.
+ApplyBatch = Callable[[list[tuple[bytes, str | None]]], Awaitable[list[Handled]]]
+
 
 class GroupCommit:
-    """Messages from every connection, applied in batches by one worker thread.
+    """Messages from every connection, applied in batches, at most ``lanes`` at once.
 
     A connection submits one message at a time and waits for its answer, so a batch holds
-    at most one message per connection and each connection's order is kept. While a batch
-    is being applied the next one gathers.
+    at most one message per connection, no two batches in hand hold messages of the same
+    connection, and each connection's order is kept. While the batches are being applied
+    the next one gathers.
     """
 
-    def __init__(self, service: Hl7Service, executor: ThreadPoolExecutor) -> None:
-        self.service = service
-        self.executor = executor
+    def __init__(self, apply: ApplyBatch, lanes: int = 1) -> None:
+        if lanes < 1:
+            raise ValueError("group commit needs at least one lane")
+        self.apply = apply
+        self.lanes = lanes
         self._waiting: list[tuple[bytes, str, asyncio.Future[Handled]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._draining = 0  # drainers running; each ends when it finds nothing waiting
+        self._drainers: set[asyncio.Task[None]] = set()  # their tasks, kept referenced
 
     async def submit(self, raw: bytes, source: str) -> Handled:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Handled] = loop.create_future()
         self._waiting.append((raw, source, answer))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain())
+        if self._draining < self.lanes:
+            self._draining += 1
+            drainer = loop.create_task(self._drain())
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
         return await answer
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
+        try:
+            await self._drain_waiting()
+        finally:  # in the same step as its last look at the queue: nothing is left behind
+            self._draining -= 1
+
+    async def _drain_waiting(self) -> None:
         while self._waiting:
             batch = self._waiting[:MAX_BATCH]
             del self._waiting[:MAX_BATCH]
-            items = [(raw, source) for raw, source, _ in batch]
+            items: list[tuple[bytes, str | None]] = [(raw, source) for raw, source, _ in batch]
             try:
-                answers = await loop.run_in_executor(
-                    self.executor, self.service.handle_batch, items
-                )
+                answers = await self.apply(items)
             except BaseException as exc:  # handle_batch answers everything, but no waiter
                 for _, _, answer in batch:  # may ever be left hanging
                     if not answer.done():
                         answer.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
-                log.exception("HL7 batch could not be handled")
+                if isinstance(exc, Unavailable):
+                    log.error("HL7 batch of %d not acknowledged: %s", len(batch), exc)
+                else:
+                    log.exception("HL7 batch could not be handled")
                 continue
             for (_, _, answer), handled in zip(batch, answers, strict=True):
                 if not answer.done():  # its connection may have gone
@@ -93,7 +115,11 @@ class MllpServer:
         workers: int = 16,
         allowed_peers: frozenset[str] | None = None,
         tls: ssl.SSLContext | None = None,
+        apply_batch: ApplyBatch | None = None,
+        lanes: int = 1,
     ) -> None:
+        """``apply_batch`` (and ``lanes``, how many batches it may have in hand at once):
+        where the group-commit batches go; default ``service.handle_batch`` in a thread."""
         self.service = service
         self.tls = tls
         self.host = host
@@ -101,7 +127,7 @@ class MllpServer:
         self.max_message = max_message
         self.allowed_peers = allowed_peers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
-        self._commits = GroupCommit(service, self._executor)
+        self._commits = GroupCommit(apply_batch or self._handle_batch, lanes)
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
@@ -117,6 +143,10 @@ class MllpServer:
                 task.cancel()
             await self._server.wait_closed()
         self._executor.shutdown(wait=True)
+
+    async def _handle_batch(self, items: list[tuple[bytes, str | None]]) -> list[Handled]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.service.handle_batch, items)
 
     async def _run(self, fn: Callable[[], Handled]) -> Handled:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -162,6 +192,9 @@ class MllpServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return  # the peer went away, or the server is stopping
+        except Unavailable:  # its batch's worker died: no ACK, the sender sends it again
+            log.warning("MLLP connection %s closed without an ACK: its worker stopped", source)
+            return
         finally:
             if task is not None:
                 self._clients.discard(task)
