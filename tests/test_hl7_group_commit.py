@@ -11,10 +11,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError
 
 from tests.hl7util import ack_fields, adt, pid, pv1
+from wardwatch.capacity.lookups import (
+    LOCKED_BEDS,
+    find_or_create_patient,
+    find_patient,
+    know_patients,
+    lock_bed,
+    lock_beds,
+)
 from wardwatch.capacity.models import Patient
+from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.service import BedFilter
 from wardwatch.capacity.states import BedState
 from wardwatch.core.actor import SYSTEM
@@ -200,6 +210,36 @@ def test_a_unique_key_clash_inside_a_step_is_a_concurrent_change(feed: Runtime) 
             )
         )
     assert counted(feed, Hl7Message) == 2
+
+
+def test_a_step_rolled_back_forgets_the_beds_it_locked_and_the_patients_it_made(
+    feed: Runtime,
+) -> None:
+    """What a batch remembers (capacity/lookups.py) follows its savepoints: a bed locked
+    inside a step that is rolled back is no longer locked (PostgreSQL releases it) and must
+    not be taken as locked; a patient made there no longer exists."""
+    beds = {b.code: b.id for b in feed.capacity.list_beds(BedFilter(ward="ACU1-AMU"))}
+    kept, undone = beds["ACU1-AMU-01"], beds["ACU1-AMU-02"]
+    made = PatientIn(local_id="GONE", sex="unknown")
+    with feed.db.transaction() as tx:
+        s = tx.session
+        lock_beds(s, [kept])
+        know_patients(s, [made])
+        with pytest.raises(Conflict), feed.db.step(tx):
+            lock_bed(s, undone)
+            find_or_create_patient(s, made)
+            assert set(s.info[LOCKED_BEDS]) == {kept, undone}
+            raise Conflict("undo it")
+        assert set(s.info[LOCKED_BEDS]) == {kept}
+        assert find_patient(s, made) is None
+        if feed.db.dialect == "postgresql":  # and the database agrees about the locks
+            with feed.engine.connect() as other:
+                nowait = "SELECT id FROM beds WHERE id = :id FOR UPDATE NOWAIT"
+                other.execute(text(nowait), {"id": undone})  # free again
+                other.rollback()
+                with pytest.raises(OperationalError, match="could not obtain lock"):
+                    other.execute(text(nowait), {"id": kept})
+    assert "GONE" not in patients(feed)
 
 
 def test_a_message_refused_by_a_reactor_is_quarantined_alone(feed: Runtime) -> None:

@@ -1,9 +1,20 @@
 """Lookups and checks shared by the moves, the service and the feeds (no writes but new
-patients). Reads that precede a change lock their rows (PostgreSQL ``FOR UPDATE``)."""
+patients). Reads that precede a change lock their rows (PostgreSQL ``FOR UPDATE``).
+
+A feed that applies many messages in one transaction (HL7 group commit) looks up what they
+name in advance, a statement for all of them: :func:`lock_beds` locks their beds (in id
+order) and :func:`know_patients` reads their patients. Both remember what they found for the
+rest of the transaction (``Session.info``), so :func:`lock_bed` and :func:`find_patient`
+then answer from memory. A step of the transaction that is rolled back forgets what it
+added (``Database.step`` restores ``Session.info``), as PostgreSQL releases the row locks
+taken inside a savepoint rolled back. Without them, every look-up reads the database.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterable
+
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
@@ -12,6 +23,12 @@ from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.states import ADMITTABLE, BedState
 from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
+from wardwatch.db.filters import one_of
+
+#: ``Session.info`` keys: the beds this transaction has locked, by id; and the patients it
+#: has looked up, by ("nhs" | "local", identifier), None for "not on record".
+LOCKED_BEDS = "wardwatch.locked_beds"
+KNOWN_PATIENTS = "wardwatch.known_patients"
 
 
 def site_by_code(session: Session, code: str) -> Site:
@@ -24,6 +41,9 @@ def site_by_code(session: Session, code: str) -> Site:
 
 def lock_bed(session: Session, bed_id: str) -> Bed:
     """Read a bed (with its ward and site, which every move logs) and lock the bed's row."""
+    locked: dict[str, Bed] | None = session.info.get(LOCKED_BEDS)
+    if locked is not None and bed_id in locked:
+        return locked[bed_id]  # locked already in this transaction (see lock_beds)
     bed = session.execute(
         select(Bed)
         .options(joinedload(Bed.ward).joinedload(Ward.site))
@@ -32,7 +52,28 @@ def lock_bed(session: Session, bed_id: str) -> Bed:
     ).scalar()
     if bed is None:
         raise NotFound(f"no bed with id {bed_id!r}")
+    if locked is not None:
+        locked[bed_id] = bed
     return bed
+
+
+def lock_beds(session: Session, bed_ids: Iterable[str]) -> None:
+    """Lock these beds in one statement, in id order (so two such batches cannot deadlock
+    on them), and remember them: :func:`lock_bed` of any bed of this transaction then reads
+    nothing again. Unknown ids are left to :func:`lock_bed` to refuse."""
+    locked: dict[str, Bed] = session.info.setdefault(LOCKED_BEDS, {})
+    wanted = sorted(set(bed_ids) - locked.keys())
+    if not wanted:
+        return
+    query = (
+        select(Bed)
+        .options(joinedload(Bed.ward).joinedload(Ward.site))
+        .where(one_of(session, Bed.id, wanted))
+        .order_by(Bed.id)
+        .with_for_update(of=Bed)
+    )
+    for bed in session.scalars(query):
+        locked[bed.id] = bed
 
 
 def lock_two(session: Session, first_id: str, second_id: str) -> tuple[Bed, Bed]:
@@ -92,17 +133,59 @@ def validated_patient(p: PatientIn) -> PatientIn:
     return p.model_copy(update={"nhs_number": normalise_nhs_number(p.nhs_number)})
 
 
+def _by_identifier(session: Session, kind: str, value: str | None) -> Patient | None:
+    if not value:
+        return None
+    known: dict[tuple[str, str], Patient | None] | None = session.info.get(KNOWN_PATIENTS)
+    if known is not None and (kind, value) in known:
+        return known[(kind, value)]
+    column = Patient.nhs_number if kind == "nhs" else Patient.local_id
+    found = session.scalars(select(Patient).where(column == value)).first()
+    if known is not None:
+        known[(kind, value)] = found
+    return found
+
+
+def _remember(session: Session, patient: Patient) -> None:
+    known: dict[tuple[str, str], Patient | None] | None = session.info.get(KNOWN_PATIENTS)
+    if known is not None:
+        for kind, value in (("nhs", patient.nhs_number), ("local", patient.local_id)):
+            if value:
+                known[(kind, value)] = patient
+
+
+def know_patients(session: Session, people: Iterable[PatientIn]) -> list[Patient]:
+    """Look these patients up in one statement and remember who is on record and who is
+    not: :func:`find_patient` of any of them then reads nothing again. The patients found."""
+    known: dict[tuple[str, str], Patient | None] = session.info.setdefault(KNOWN_PATIENTS, {})
+    asked = {(k, v) for p in people for k, v in (("nhs", p.nhs_number), ("local", p.local_id))}
+    wanted = {(k, v) for k, v in asked if v and (k, v) not in known}
+    if not wanted:
+        return []
+    nhs = [v for k, v in wanted if k == "nhs"]
+    local = [v for k, v in wanted if k == "local"]
+    found = list(
+        session.scalars(
+            select(Patient).where(
+                or_(
+                    one_of(session, Patient.nhs_number, nhs),
+                    one_of(session, Patient.local_id, local),
+                )
+            )
+        )
+    )
+    for key in wanted:
+        known[key] = None
+    for patient in found:
+        for kind, value in (("nhs", patient.nhs_number), ("local", patient.local_id)):
+            if value and ((kind, value) in wanted or (kind, value) not in known):
+                known[(kind, value)] = patient
+    return found
+
+
 def find_patient(session: Session, p: PatientIn) -> Patient | None:
-    by_nhs = (
-        session.scalars(select(Patient).where(Patient.nhs_number == p.nhs_number)).first()
-        if p.nhs_number
-        else None
-    )
-    by_local = (
-        session.scalars(select(Patient).where(Patient.local_id == p.local_id)).first()
-        if p.local_id
-        else None
-    )
+    by_nhs = _by_identifier(session, "nhs", p.nhs_number)
+    by_local = _by_identifier(session, "local", p.local_id)
     if by_nhs and by_local and by_nhs.id != by_local.id:
         raise Conflict("the NHS number and the local id belong to two different patients")
     return by_nhs or by_local
@@ -114,6 +197,7 @@ def find_or_create_patient(session: Session, p: PatientIn) -> Patient:
         patient = Patient(id=new_id("pat"), nhs_number=p.nhs_number, local_id=p.local_id, sex=p.sex)
         session.add(patient)
         session.flush()
+        _remember(session, patient)
         return patient
     for field, given in (("nhs_number", p.nhs_number), ("local_id", p.local_id)):
         known = getattr(patient, field)
@@ -125,6 +209,7 @@ def find_or_create_patient(session: Session, p: PatientIn) -> Patient:
             )
         if given and not known:
             setattr(patient, field, given)
+            _remember(session, patient)
     if p.sex and p.sex != "unknown":
         patient.sex = p.sex
     return patient

@@ -31,7 +31,7 @@ from wardwatch.core.clock import Clock
 from wardwatch.core.errors import ConcurrentChange, Conflict, NotFound, WardWatchError
 from wardwatch.core.ids import new_id
 from wardwatch.db.filters import one_of
-from wardwatch.db.session import Database, Tx
+from wardwatch.db.session import Database, StepFailed, Tx
 from wardwatch.ingest.hl7v2 import adt, oru
 from wardwatch.ingest.hl7v2.ack import AckError, build_ack
 from wardwatch.ingest.hl7v2.locations import Locations
@@ -147,7 +147,10 @@ class Hl7Service:
         def finish_run() -> None:
             if run:  # a run of one too: its duplicate check then shares its transaction
                 try:
-                    self._apply_batch(items, run, answers)
+                    try:  # optimistic: no savepoints (most batches apply whole)
+                        self._apply_batch(items, run, answers, careful=False)
+                    except StepFailed:  # one did not: again, each message in a savepoint
+                        self._apply_batch(items, run, answers, careful=True)
                 except Exception:
                     log.warning("HL7 batch failed: applying it one by one", exc_info=True)
                 for i, _ in run:
@@ -178,9 +181,17 @@ class Hl7Service:
         items: Sequence[tuple[bytes, str | None]],
         batch: list[tuple[int, Parsed]],
         answers: list[Handled | None],
+        *,
+        careful: bool,
     ) -> None:
         """The batch's ADT messages (no key twice) in one transaction; fills ``answers`` for
-        those it settled, and only once the transaction has committed."""
+        those it settled, and only once the transaction has committed.
+
+        ``careful``: each message in a savepoint, so that one that fails is undone alone and
+        quarantined. Without it (the optimistic first try) the first message that fails
+        raises :class:`StepFailed` and the whole transaction is rolled back, to be tried
+        again carefully; the outcome is the same either way, only cheaper when nothing
+        fails."""
         settled: list[tuple[int, Handled]] = []
         kept: list[dict[str, Any]] = []  # the new message rows, inserted together
         with self.db.transaction() as tx:
@@ -191,17 +202,22 @@ class Hl7Service:
                     select(Hl7Message).where(one_of(s, Hl7Message.key, {m.key for _, m in batch}))
                 )
             }
+            todo: list[tuple[int, Parsed, str | None, adt.Adt]] = []
             for i, msg in batch:
-                raw, source = items[i]
                 existing = stored.get(msg.key)
                 if existing is not None and existing.status in FINAL:
                     settled.append((i, self._duplicate(msg, existing)))
                     continue
                 existing_id = existing.id if existing else None
-                row_id = existing_id or new_id("hl7")
+                todo.append((i, msg, existing_id, self._adt(tx, msg, existing_id or new_id("hl7"))))
+            if len(todo) > 1:
+                adt.look_ahead(tx, [a for _, _, _, a in todo])
+            for i, msg, existing_id, message in todo:
+                raw, source = items[i]
+                row_id = message.message_id
                 try:
-                    with self.db.step(tx):
-                        outcome = self._apply_adt(tx, msg, row_id)
+                    with self.db.step(tx, savepoint=careful):
+                        outcome = adt.apply(message)
                 except ConcurrentChange:
                     continue  # met a copy stored elsewhere: handle() sorts it out
                 except (Hl7Error, WardWatchError) as exc:
@@ -228,21 +244,22 @@ class Hl7Service:
         for i, handled in settled:  # committed: now they may be answered
             answers[i] = handled
 
+    def _adt(self, tx: Tx, msg: Parsed, row_id: str, actor: Actor | None = None) -> adt.Adt:
+        feed = actor or Actor(name=f"hl7:{msg.get('MSH', 3) or 'unknown'}", role="integration")
+        return adt.Adt(
+            tx=tx,
+            moves=self.moves,
+            msg=msg,
+            tz=self.tz,
+            actor=feed,
+            message_id=row_id,
+            locations=self.locations,
+        )
+
     def _apply_adt(
         self, tx: Tx, msg: Parsed, row_id: str, actor: Actor | None = None
     ) -> adt.Outcome:
-        feed = actor or Actor(name=f"hl7:{msg.get('MSH', 3) or 'unknown'}", role="integration")
-        return adt.apply(
-            adt.Adt(
-                tx=tx,
-                moves=self.moves,
-                msg=msg,
-                tz=self.tz,
-                actor=feed,
-                message_id=row_id,
-                locations=self.locations,
-            )
-        )
+        return adt.apply(self._adt(tx, msg, row_id, actor))
 
     def reject(self, raw: bytes, text: str, *, source: str | None = None) -> Handled:
         """Quarantine bytes that never made a message (a truncated frame) and answer AR."""
