@@ -21,17 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from tests.conftest import SMALL_SYSTEM, postgres_url
 from tests.hl7util import adt, pid, pv1
 from wardwatch.capacity import counts
+from wardwatch.capacity.models import Patient, Stay
 from wardwatch.capacity.system import load_system_file
 from wardwatch.config import Settings
 from wardwatch.core.actor import SYSTEM
 from wardwatch.core.clock import ManualClock
+from wardwatch.core.errors import WardWatchError
 from wardwatch.db import migrate
 from wardwatch.db.session import make_engine
+from wardwatch.flow.schemas import BedRequestCreate
 from wardwatch.runtime import Runtime
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -77,6 +80,10 @@ def stream(seed: int, length: int) -> list[bytes]:
         elif event in ("A05", "A15"):
             pending = pv1(_bed(b) if event == "A05" else "", pending=_bed(b))
             out.append(adt(event, ts, pid(p, sex="U"), pending, control_id=cid))
+            if rng.random() < 0.5:  # and at once the move it announced (often one batch)
+                done = "A01" if event == "A05" else "A02"
+                then = adt(done, ts, pid(p, sex="U"), pv1(_bed(b)), control_id=f"{cid}+")
+                out.append(then)
         else:
             out.append(adt(event, ts, pid(p, sex="U"), pv1(_bed(b)), control_id=cid))
     return out
@@ -107,6 +114,8 @@ QUERIES = {
     "messages": "SELECT control_id, status, ack_code, detail, error_location, attempts "
     "FROM hl7_messages",
     "notifications": "SELECT rule, channel, kind FROM notifications",
+    "requests": "SELECT p.local_id, r.status, r.source, r.cancel_reason FROM bed_requests r "
+    "JOIN patients p ON p.id = r.patient_id",
     "audit": "SELECT action, resource, detail FROM audit_log",
     "counts": "SELECT w.code, c.state, c.beds FROM ward_state_counts c "
     "JOIN wards w ON w.id = c.ward_id WHERE c.beds <> 0",
@@ -128,6 +137,28 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
     with rt.db.read() as s:
         assert counts.drift(s) == {}, "ward_state_counts drifted from the beds"
     return got
+
+
+def ask_for_beds(rt: Runtime, seed: int) -> list[str]:
+    """Bed requests for three of the stream's patients: a move for one in a bed, an
+    admission for one who is not. What became of each asking."""
+    said = []
+    for local in random.Random(seed).sample(PATIENTS, 3):
+        with rt.db.read() as s:
+            stay = s.scalar(
+                select(Stay.id)
+                .join(Patient, Patient.id == Stay.patient_id)
+                .where(Patient.local_id == local, Stay.discharged_at.is_(None))
+            )
+        who: dict[str, Any] = {"stay_id": stay} if stay else {"patient": {"local_id": local}}
+        ask = BedRequestCreate.model_validate(
+            {"site": "ACU1", "specialty": "general medicine", **who}
+        )
+        try:
+            said.append(rt.flow.create(ask, SYSTEM).status)
+        except WardWatchError as exc:
+            said.append(type(exc).__name__)
+    return said
 
 
 @pytest.fixture
@@ -157,7 +188,7 @@ def twin(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         admin.dispose()
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 def test_batches_leave_what_one_by_one_leaves(
     small: Runtime, clock: ManualClock, twin: Engine, tmp_path: Path, seed: int
 ) -> None:
@@ -167,11 +198,21 @@ def test_batches_leave_what_one_by_one_leaves(
     clock.set(NOW)
     twin_clock.set(NOW)
     messages = stream(seed, 90)
+    first, second = messages[:40], messages[40:]
 
-    alone = [small.hl7.handle(raw, source="t") for raw in messages]
+    alone = [small.hl7.handle(raw, source="t") for raw in first]
     together = [
         answer
-        for batch in batches(seed, messages)
+        for batch in batches(seed, first)
+        for answer in other.hl7.handle_batch([(raw, "t") for raw in batch])
+    ]
+    # Halfway, the control centre asks beds for some patients (in bed or not): the rest of
+    # the stream must close those requests the same way (moved elsewhere, discharged).
+    assert ask_for_beds(small, seed) == ask_for_beds(other, seed)
+    alone += [small.hl7.handle(raw, source="t") for raw in second]
+    together += [
+        answer
+        for batch in batches(seed, second)
         for answer in other.hl7.handle_batch([(raw, "t") for raw in batch])
     ]
 

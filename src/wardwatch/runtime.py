@@ -47,9 +47,11 @@ class Runtime:
         self.tasks = TaskService(self.db, self.clock, self.capacity)
         self.flow = FlowService(self.db, self.clock, self.capacity, self.tasks)
         self.db.react(self.tasks.on_record)
+        self.db.prepare(self.tasks.look_ahead)
         self.notify = NotifyService(self.db, self.clock, self.settings)
         self.db.react(self.notify.on_record)
         self.db.react(self.flow.on_record)
+        self.db.prepare(self.flow.look_ahead)
         self.virtualward = VirtualWardService(
             self.db, self.clock, self.settings, self.capacity, self.flow
         )

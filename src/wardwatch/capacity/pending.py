@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from wardwatch.capacity.lookups import lock_bed
 from wardwatch.capacity.models import Patient, PendingMove, Stay
@@ -15,9 +15,36 @@ from wardwatch.capacity.writer import BedWriter
 from wardwatch.core.actor import Actor
 from wardwatch.core.errors import Conflict
 from wardwatch.core.ids import new_id
-from wardwatch.db.session import Tx
+from wardwatch.db.filters import one_of
+from wardwatch.db.session import Tx, absent, note_absent, now_present
 
 S = BedState
+#: Look-ahead kinds (``db.session.absent``): patients with no pending move; beds no pending
+#: move holds a reservation on.
+NO_PENDING = "pending_patient"
+NOT_RESERVED = "reserved_bed"
+
+
+def look_ahead(tx: Tx, patient_ids: frozenset[str], bed_ids: frozenset[str]) -> None:
+    """Which of a batch's patients have no pending move, and which of its beds no pending
+    move holds: one statement, so that their moves need not ask again."""
+    s = tx.session
+    if not (patient_ids or bed_ids):
+        return
+    query = select(PendingMove.patient_id, PendingMove.to_bed_id, PendingMove.reserved).where(
+        PendingMove.status == "pending",
+        or_(
+            one_of(s, PendingMove.patient_id, patient_ids),
+            one_of(s, PendingMove.to_bed_id, bed_ids),
+        ),
+    )
+    with_moves, held = set(), set()
+    for patient_id, bed_id, reserved in s.execute(query):
+        with_moves.add(patient_id)
+        if reserved and bed_id:
+            held.add(bed_id)
+    note_absent(s, NO_PENDING, patient_ids - with_moves)
+    note_absent(s, NOT_RESERVED, bed_ids - held)
 
 
 class PendingMoves(BedWriter):
@@ -71,7 +98,9 @@ class PendingMoves(BedWriter):
                     at=at,
                 )
                 move.reserved = True
+                now_present(s, NOT_RESERVED, to_bed_id)
         s.add(move)
+        now_present(s, NO_PENDING, patient.id)
         tx.audit(
             at=when,
             actor=actor,
@@ -130,6 +159,8 @@ class PendingMoves(BedWriter):
     ) -> int:
         """Close a patient's pending moves of several kinds at once (``{kind: new status}``),
         in one query."""
+        if patient_id in absent(tx.session, NO_PENDING):
+            return 0
         moves = tx.session.scalars(
             select(PendingMove).where(
                 PendingMove.patient_id == patient_id,
@@ -158,6 +189,8 @@ class PendingMoves(BedWriter):
     def take_reservation(self, tx: Tx, bed_id: str, patient_id: str) -> None:
         """A patient is moving into ``bed_id``: any other patient's reservation of it is lost
         (their pending move stays open, no longer holding a bed)."""
+        if bed_id in absent(tx.session, NOT_RESERVED):
+            return
         others = tx.session.scalars(
             select(PendingMove).where(
                 PendingMove.to_bed_id == bed_id,
@@ -171,6 +204,8 @@ class PendingMoves(BedWriter):
 
     def holds_reservation(self, tx: Tx, bed_id: str, patient_id: str) -> bool:
         """Whether ``bed_id`` is reserved by a pending move of this patient."""
+        if bed_id in absent(tx.session, NOT_RESERVED):
+            return False
         return (
             tx.session.scalar(
                 select(PendingMove.id)
@@ -202,4 +237,6 @@ class PendingMoves(BedWriter):
         if move is None:
             return False
         move.status, move.closed_at, move.reserved = "pending", None, True
+        now_present(tx.session, NO_PENDING, patient_id)
+        now_present(tx.session, NOT_RESERVED, bed_id)
         return True

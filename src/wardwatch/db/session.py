@@ -165,6 +165,39 @@ class Tx:
         ]
 
 
+#: A look-ahead: before a feed applies a batch, a domain reads in one statement which of the
+#: batch's patients and beds have nothing of its own open (no pending move, no open task...)
+#: and notes them with :func:`note_absent` (see :meth:`Database.look_ahead`).
+LookAhead = Callable[[Tx, frozenset[str], frozenset[str]], None]
+_ABSENT = "wardwatch.absent."
+
+
+def absent(session: Session, kind: str) -> frozenset[str] | set[str]:
+    """The keys a look-ahead of this transaction found to have no ``kind`` rows (an empty
+    set when none ran): a domain may skip its query for them. Kept in ``Session.info``, so a
+    step rolled back forgets what it changed."""
+    return session.info.get(_ABSENT + kind) or frozenset()
+
+
+def note_absent(session: Session, kind: str, keys: set[str] | frozenset[str]) -> None:
+    session.info.setdefault(_ABSENT + kind, set()).update(keys)
+
+
+def now_present(session: Session, kind: str, key: str | None) -> None:
+    """This transaction made a ``kind`` row for ``key``: it is no longer known to have none.
+    Every place that makes (or reopens) one must say so."""
+    found = session.info.get(_ABSENT + kind)
+    if found is not None and key is not None:
+        found.discard(key)
+
+
+def forget_absent(session: Session, kind: str) -> None:
+    """This transaction made ``kind`` rows it cannot tie to one key: nothing is known absent."""
+    found = session.info.get(_ABSENT + kind)
+    if found is not None:
+        found.clear()
+
+
 def _is_container(value: object) -> bool:
     return isinstance(value, (dict, list, set))
 
@@ -195,10 +228,21 @@ class Database:
         self.bus = bus
         self._factory = sessionmaker(engine, expire_on_commit=False)
         self.reactors: list[Reactor] = []
+        self.look_aheads: list[LookAhead] = []
 
     def react(self, reactor: Reactor) -> None:
         """Run ``reactor`` on every event recorded in every transaction, before it commits."""
         self.reactors.append(reactor)
+
+    def prepare(self, look_ahead: LookAhead) -> None:
+        """Run ``look_ahead`` when a feed is about to apply a batch (:meth:`look_ahead`)."""
+        self.look_aheads.append(look_ahead)
+
+    def look_ahead(self, tx: Tx, patient_ids: frozenset[str], bed_ids: frozenset[str]) -> None:
+        """A batch is about to change these patients and beds (the beds locked): let each
+        domain read, a statement for all of them, what it will need (see :func:`absent`)."""
+        for prepare in self.look_aheads:
+            prepare(tx, patient_ids, bed_ids)
 
     def _run_reactors(self, tx: Tx) -> None:
         """Offer every event not yet offered (and those the reactors record) to each reactor."""

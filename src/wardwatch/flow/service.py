@@ -24,7 +24,8 @@ from wardwatch.core.clock import Clock
 from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
-from wardwatch.db.session import Database, Tx
+from wardwatch.db.filters import one_of
+from wardwatch.db.session import Database, Tx, absent, forget_absent, note_absent
 from wardwatch.flow import matching
 from wardwatch.flow.models import BedRequest
 from wardwatch.flow.schemas import (
@@ -38,6 +39,8 @@ from wardwatch.tasks.models import Task
 from wardwatch.tasks.service import TaskService
 
 S = BedState
+#: Look-ahead kind (``db.session.absent``): open stays whose patient has no open bed request.
+NO_REQUEST = "open_request_stay"
 #: The oldest decision a new request may carry (older is a typing or clock error).
 MAX_WAIT = timedelta(days=30)
 #: Task events that add or remove a dirty bed a waiting patient might be matched with.
@@ -85,6 +88,7 @@ class FlowService:
         )
         if busy:
             raise Conflict(f"this patient already has an open bed request ({busy})")
+        forget_absent(s, NO_REQUEST)  # a look-ahead's "no open request" no longer holds
         row = BedRequest(
             id=new_id("breq"),
             patient_id=patient.id,
@@ -304,9 +308,24 @@ class FlowService:
         for row in self._open_requests(tx, rec.stay_id):
             self._close(tx, row, _actor(rec), "the patient was discharged")
 
+    def look_ahead(self, tx: Tx, patient_ids: frozenset[str], bed_ids: frozenset[str]) -> None:
+        """Which open stays of a batch's patients have no open bed request, in one statement
+        (``Database.look_ahead``): their moves need not ask again."""
+        if not patient_ids:
+            return
+        s = tx.session
+        quiet = select(Stay.id).where(
+            one_of(s, Stay.patient_id, patient_ids),
+            Stay.discharged_at.is_(None),
+            ~exists().where(
+                BedRequest.patient_id == Stay.patient_id, BedRequest.status.in_(OPEN_REQUEST)
+            ),
+        )
+        note_absent(s, NO_REQUEST, set(s.scalars(quiet)))
+
     def _open_requests(self, tx: Tx, stay_id: str | None) -> list[BedRequest]:
         """The open requests of the patient whose stay this is (one query)."""
-        if stay_id is None:
+        if stay_id is None or stay_id in absent(tx.session, NO_REQUEST):
             return []
         return list(
             tx.session.scalars(

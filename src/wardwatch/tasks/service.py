@@ -24,7 +24,8 @@ from wardwatch.core.clock import Clock
 from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
-from wardwatch.db.session import Database, Tx
+from wardwatch.db.filters import one_of
+from wardwatch.db.session import Database, Tx, absent, note_absent, now_present
 from wardwatch.tasks import escalation, teams
 from wardwatch.tasks.models import Escalation, Task, Team
 from wardwatch.tasks.rules import (
@@ -49,6 +50,8 @@ from wardwatch.tasks.schemas import (
 S = BedState
 CLEANING_STATES = {S.AWAITING_CLEAN.value, S.CLEANING.value}
 OPEN_VALUES = [s.value for s in OPEN]
+#: Look-ahead kind (``db.session.absent``): beds with no open cleaning task.
+NO_CLEANING = "cleaning_task_bed"
 
 
 class TaskService:
@@ -115,6 +118,8 @@ class TaskService:
             escalate_at=now + timedelta(minutes=limits["accept"]),
         )
         tx.session.add(task)
+        if kind == "cleaning":
+            now_present(tx.session, NO_CLEANING, bed_id)
         self._log(tx, task, "task.created", actor)
         return task
 
@@ -149,12 +154,29 @@ class TaskService:
             self._advance(tx, task, Action.DONE, actor)
 
     def open_task_for_bed(self, s: Session, bed_id: str, kind: str) -> Task | None:
+        if kind == "cleaning" and bed_id in absent(s, NO_CLEANING):
+            return None
         return s.scalars(
             select(Task)
             .where(Task.bed_id == bed_id, Task.kind == kind, Task.status.in_(OPEN_VALUES))
             .order_by(Task.created_at)
             .with_for_update()
         ).first()
+
+    def look_ahead(self, tx: Tx, patient_ids: frozenset[str], bed_ids: frozenset[str]) -> None:
+        """Which of a batch's beds (locked: nobody else can ask for their clean meanwhile)
+        have no open cleaning task, in one statement (``Database.look_ahead``)."""
+        if not bed_ids:
+            return
+        s = tx.session
+        busy = s.scalars(
+            select(Task.bed_id).where(
+                one_of(s, Task.bed_id, bed_ids),
+                Task.kind == "cleaning",
+                Task.status.in_(OPEN_VALUES),
+            )
+        )
+        note_absent(s, NO_CLEANING, bed_ids - set(busy))
 
     # --- the reactor: cleaning follows the beds -------------------------------------------
 

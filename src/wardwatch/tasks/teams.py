@@ -17,6 +17,8 @@ from wardwatch.tasks.models import Team
 from wardwatch.tasks.rules import DEFAULT_LIMITS, limits_for
 from wardwatch.tasks.schemas import TeamRead, TeamsFile, TeamSpec
 
+#: ``Session.info`` key: the teams this transaction has found, by (site id, kind).
+TEAMS_SEEN = "wardwatch.teams"
 DEFAULT_NAMES = {
     "housekeeping": "Housekeeping",
     "porters": "Porters",
@@ -28,7 +30,16 @@ DEFAULT_NAMES = {
 def team_for_site(s: Session, site_id: str, kind: str) -> Team:
     """The site's team of ``kind``: a configured one (the first by code) before one WardWatch
     made; if there is none, a default team is made, so that a discharge never lacks
-    someone to clean the bed."""
+    someone to clean the bed. Remembered for the transaction (a batch of HL7 messages asks
+    for the same few teams many times)."""
+    memo: dict[tuple[str, str], Team] = s.info.setdefault(TEAMS_SEEN, {})
+    team = memo.get((site_id, kind))
+    if team is None:
+        team = memo[(site_id, kind)] = _find_or_make(s, site_id, kind)
+    return team
+
+
+def _find_or_make(s: Session, site_id: str, kind: str) -> Team:
     team = _find(s, site_id, kind)
     if team is not None:
         return team

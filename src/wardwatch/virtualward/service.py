@@ -210,14 +210,16 @@ class VirtualWardService:
         why = LEAVING.get(rec.type)
         if why is None or rec.stay_id is None:
             return
+        # The bed first: the move itself has just read it (no statement), and most moves
+        # leave a hospital bed.
+        bed = tx.session.get(Bed, rec.bed_id) if rec.bed_id else None
+        if bed is not None and not bed.virtual:
+            return  # the move that left a hospital bed (the step down itself)
         enrolment = tx.session.scalar(
             select(Enrolment).where(Enrolment.stay_id == rec.stay_id, Enrolment.ended_at.is_(None))
         )
         if enrolment is None:
             return
-        bed = tx.session.get(Bed, rec.bed_id) if rec.bed_id else None
-        if bed is not None and not bed.virtual:
-            return  # the move that left a hospital bed (the step down itself)
         actor = Actor.from_label(rec.actor)
         if rec.type == "stay.transferred_out":
             stay = tx.session.get(Stay, rec.stay_id)

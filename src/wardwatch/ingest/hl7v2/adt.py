@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from wardwatch.capacity import pending
 from wardwatch.capacity.lookups import (
     find_or_create_patient,
     find_patient,
@@ -276,11 +277,12 @@ class Adt:
             clock.last_message_id = self.message_id
 
 
-def look_ahead(tx: Tx, messages: list[Adt]) -> None:
+def look_ahead(tx: Tx, messages: list[Adt]) -> tuple[frozenset[str], frozenset[str]]:
     """Before a batch is applied: its patients, their clocks and every bed its messages name
     or its patients lie in, each read (the beds locked, in id order) in one statement, and
-    remembered for the transaction (see :mod:`wardwatch.capacity.lookups`). Only fewer
-    statements: every handler still checks everything as if nothing had been read."""
+    remembered for the transaction (see :mod:`wardwatch.capacity.lookups`), and which of
+    them have no pending move. Only fewer statements: every handler still checks everything
+    as if nothing had been read. The patients found and the beds locked."""
     s = tx.session
     people: list[PatientIn] = []
     beds: set[str] = set()
@@ -289,6 +291,7 @@ def look_ahead(tx: Tx, messages: list[Adt]) -> None:
         people += named_people
         beds.update(named_beds)
     ids = [p.id for p in know_patients(s, people)]
+    patients = frozenset(ids)
     if ids:
         beds.update(
             s.scalars(
@@ -302,6 +305,9 @@ def look_ahead(tx: Tx, messages: list[Adt]) -> None:
         query = select(Hl7PatientClock).where(one_of(s, Hl7PatientClock.patient_id, ids))
         known.update((clock.patient_id, clock) for clock in s.scalars(query))
     lock_beds(s, beds)
+    locked = frozenset(beds)
+    pending.look_ahead(tx, patients, locked)
+    return patients, locked
 
 
 def event_time(msg: Parsed, tz: ZoneInfo) -> datetime | None:

@@ -8,7 +8,7 @@ the acknowledgement code and HL7 error code (table 0357) to send back.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -68,13 +68,19 @@ def normalise(text: str) -> str:
 
 @dataclass
 class Parsed:
+    """A parsed message (never changed once parsed: what is read of it is kept)."""
+
     message: hl7.Message
     text: str
+    _read: dict[tuple[str, int, int, int, int, int], str] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _segments: dict[str, list[hl7.Segment]] = field(default_factory=dict, repr=False, compare=False)
 
     def get(
         self,
         segment: str,
-        field: int,
+        position: int,
         component: int = 1,
         *,
         repetition: int = 1,
@@ -82,9 +88,24 @@ class Parsed:
         subcomponent: int = 1,
     ) -> str:
         """A value (unescaped) or '' when absent. Positions are 1-based, as HL7 counts."""
+        key = (segment, position, component, repetition, occurrence, subcomponent)
+        value = self._read.get(key)
+        if value is None:
+            value = self._read[key] = self._extract(*key)
+        return value
+
+    def _extract(
+        self,
+        segment: str,
+        position: int,
+        component: int,
+        repetition: int,
+        occurrence: int,
+        subcomponent: int,
+    ) -> str:
         try:
             value = self.message.extract_field(
-                segment, occurrence, field, repetition, component, subcomponent
+                segment, occurrence, position, repetition, component, subcomponent
             )
         except (IndexError, KeyError):
             return ""
@@ -108,7 +129,10 @@ class Parsed:
         return count
 
     def segments(self, name: str) -> list[hl7.Segment]:
-        return [s for s in self.message if str(s[0]) == name]
+        found = self._segments.get(name)
+        if found is None:
+            found = self._segments[name] = [s for s in self.message if str(s[0]) == name]
+        return list(found)
 
     def has(self, name: str) -> bool:
         return bool(self.segments(name))

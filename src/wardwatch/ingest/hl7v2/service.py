@@ -211,7 +211,7 @@ class Hl7Service:
                 existing_id = existing.id if existing else None
                 todo.append((i, msg, existing_id, self._adt(tx, msg, existing_id or new_id("hl7"))))
             if len(todo) > 1:
-                adt.look_ahead(tx, [a for _, _, _, a in todo])
+                self.db.look_ahead(tx, *adt.look_ahead(tx, [a for _, _, _, a in todo]))
             for i, msg, existing_id, message in todo:
                 raw, source = items[i]
                 row_id = message.message_id
