@@ -25,17 +25,23 @@ from sqlalchemy import Engine, select, text
 
 from tests.conftest import SMALL_SYSTEM, postgres_url
 from tests.hl7util import adt, pid, pv1
-from wardwatch.capacity import counts
-from wardwatch.capacity.models import Patient, Stay
+from wardwatch.capacity import counts, pending
+from wardwatch.capacity.lookups import find_or_create_patient, lock_beds
+from wardwatch.capacity.models import Patient, Site, Stay
+from wardwatch.capacity.schemas import PatientIn
+from wardwatch.capacity.service import BedFilter
 from wardwatch.capacity.system import load_system_file
 from wardwatch.config import Settings
 from wardwatch.core.actor import SYSTEM
 from wardwatch.core.clock import ManualClock
 from wardwatch.core.errors import WardWatchError
 from wardwatch.db import migrate
-from wardwatch.db.session import make_engine
+from wardwatch.db.session import absent, make_engine, note_absent
 from wardwatch.flow.schemas import BedRequestCreate
+from wardwatch.flow.service import NO_REQUEST
 from wardwatch.runtime import Runtime
+from wardwatch.tasks.models import Task
+from wardwatch.tasks.service import NO_CLEANING, QUIET_SITE
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 FIRST = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -227,3 +233,47 @@ def test_batches_leave_what_one_by_one_leaves(
     one, two = snapshot(small), snapshot(other)
     for part in one:
         assert two[part] == one[part], part
+
+
+def test_what_a_look_ahead_notes_is_withdrawn_where_such_rows_are_made(small: Runtime) -> None:
+    """Each "has none" note of a look-ahead is withdrawn, in the same transaction, by the
+    code that makes such a row: a pending move, a cleaning task, a bed request, a task
+    marked 'clean next'. (The differential test meets most of these inside batches; this
+    checks each one directly.)"""
+    beds = {b.code: b.id for b in small.capacity.list_beds(BedFilter(ward=WARD))}
+    one, two = beds[f"{WARD}-01"], beds[f"{WARD}-02"]
+    with small.db.transaction() as tx:
+        s = tx.session
+        patient = find_or_create_patient(s, PatientIn(local_id="LA1", sex="unknown"))
+        site = s.scalar(select(Site.id).where(Site.code == "ACU1"))
+        lock_beds(s, [one, two])
+        small.db.look_ahead(tx, frozenset({patient.id}), frozenset({one, two}))
+        pending.look_ahead(tx, frozenset({patient.id}), frozenset({one, two}))
+        assert patient.id in absent(s, pending.NO_PENDING)
+        assert {one, two} <= set(absent(s, pending.NOT_RESERVED))
+        assert {one, two} <= set(absent(s, NO_CLEANING)) and site in absent(s, QUIET_SITE)
+
+        small.hl7.moves.expect(tx, "admit", patient, SYSTEM, to_bed_id=one)
+        assert patient.id not in absent(s, pending.NO_PENDING)
+        assert one not in absent(s, pending.NOT_RESERVED) and two in absent(s, pending.NOT_RESERVED)
+
+        small.tasks.create(
+            tx, kind="cleaning", type_="standard", site_id=site, bed_id=two,
+            actor=SYSTEM, cause="test", description="clean",
+        )  # fmt: skip
+        assert two not in absent(s, NO_CLEANING)
+
+        ask = BedRequestCreate.model_validate(
+            {"site": "ACU1", "specialty": "general medicine", "patient": {"local_id": "LA2"}}
+        )
+        small.flow.add(tx, ask, SYSTEM)
+        assert site not in absent(s, QUIET_SITE) and not absent(s, NO_REQUEST)
+
+    with small.db.transaction() as tx:  # and marking a task 'clean next' by hand
+        s = tx.session
+        small.db.look_ahead(tx, frozenset(), frozenset({two}))
+        assert site not in absent(s, QUIET_SITE)  # a patient is waiting (LA2)
+        note_absent(s, QUIET_SITE, {site})
+        task = s.scalars(select(Task).where(Task.bed_id == two)).one()
+        small.tasks.set_priority(tx, task, "clean_next", SYSTEM, "by hand", by_hand=True)
+        assert site not in absent(s, QUIET_SITE)

@@ -25,7 +25,7 @@ from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.filters import one_of
-from wardwatch.db.session import Database, Tx, absent, forget_absent, note_absent
+from wardwatch.db.session import Database, Tx, absent, forget_absent, note_absent, now_present
 from wardwatch.flow import matching
 from wardwatch.flow.models import BedRequest
 from wardwatch.flow.schemas import (
@@ -36,7 +36,7 @@ from wardwatch.flow.schemas import (
 )
 from wardwatch.flow.views import OPEN_REQUEST, OPEN_TASK, BedRequestViews, need_of, place_of
 from wardwatch.tasks.models import Task
-from wardwatch.tasks.service import TaskService
+from wardwatch.tasks.service import QUIET_SITE, TaskService
 
 S = BedState
 #: Look-ahead kind (``db.session.absent``): open stays whose patient has no open bed request.
@@ -89,6 +89,7 @@ class FlowService:
         if busy:
             raise Conflict(f"this patient already has an open bed request ({busy})")
         forget_absent(s, NO_REQUEST)  # a look-ahead's "no open request" no longer holds
+        now_present(s, QUIET_SITE, site.id)  # someone is waiting here now
         row = BedRequest(
             id=new_id("breq"),
             patient_id=patient.id,
@@ -322,6 +323,26 @@ class FlowService:
             ),
         )
         note_absent(s, NO_REQUEST, set(s.scalars(quiet)))
+        self._quiet_sites(tx, bed_ids)
+
+    def _quiet_sites(self, tx: Tx, bed_ids: frozenset[str]) -> None:
+        """Which sites of these beds have nobody waiting and nothing marked 'clean next'
+        (one statement): a new cleaning task there changes no match (see reprioritise)."""
+        if not bed_ids:
+            return
+        s = tx.session
+        sites = select(Ward.site_id).join(Bed, Bed.ward_id == Ward.id)
+        quiet = select(Site.id).where(
+            Site.id.in_(sites.where(one_of(s, Bed.id, bed_ids))),
+            ~exists().where(BedRequest.site_id == Site.id, BedRequest.status == "waiting"),
+            ~exists().where(
+                Task.site_id == Site.id,
+                Task.kind == "cleaning",
+                Task.priority == "clean_next",
+                Task.status.in_(OPEN_TASK),
+            ),
+        )
+        note_absent(s, QUIET_SITE, set(s.scalars(quiet)))
 
     def _open_requests(self, tx: Tx, stay_id: str | None) -> list[BedRequest]:
         """The open requests of the patient whose stay this is (one query)."""
@@ -347,6 +368,7 @@ class FlowService:
     ) -> None:
         self._release(tx, row, actor, why)
         row.status = "waiting"
+        now_present(tx.session, QUIET_SITE, row.site_id)
         self._log(tx, row, "bed_request.bed_lost", actor, extra={**extra, "reason": why})
         self.reprioritise(tx, row.site_id, actor)
 
@@ -364,6 +386,8 @@ class FlowService:
         could take them (cleaning furthest along first): those tasks are 'clean next', and
         tasks that no longer match go back to their own priority (as made, or set by hand)."""
         s = tx.session
+        if site_id in absent(s, QUIET_SITE):
+            return  # read ahead: nobody waiting, nothing marked, and nothing since
         waiting_here = BedRequest.site_id == site_id, BedRequest.status == "waiting"
         marked = (
             Task.site_id == site_id,

@@ -50,8 +50,10 @@ from wardwatch.tasks.schemas import (
 S = BedState
 CLEANING_STATES = {S.AWAITING_CLEAN.value, S.CLEANING.value}
 OPEN_VALUES = [s.value for s in OPEN]
-#: Look-ahead kind (``db.session.absent``): beds with no open cleaning task.
+#: Look-ahead kinds (``db.session.absent``): beds with no open cleaning task; sites with no
+#: patient waiting for a bed and no cleaning task marked 'clean next' (flow/service.py).
 NO_CLEANING = "cleaning_task_bed"
+QUIET_SITE = "quiet_site"
 
 
 class TaskService:
@@ -132,6 +134,8 @@ class TaskService:
             return
         if by_hand:
             task.base_priority = priority
+        if priority == "clean_next":
+            now_present(tx.session, QUIET_SITE, task.site_id)
         if task.priority == priority:
             return
         previous, task.priority = task.priority, priority
