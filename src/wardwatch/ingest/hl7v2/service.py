@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, insert, select, update
 
+from wardwatch.capacity.lookups import lock_beds
 from wardwatch.capacity.moves import BedMoves
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
@@ -210,8 +211,10 @@ class Hl7Service:
                     continue
                 existing_id = existing.id if existing else None
                 todo.append((i, msg, existing_id, self._adt(tx, msg, existing_id or new_id("hl7"))))
-            if len(todo) > 1:
+            if len(todo) > 1:  # several: read ahead what they name (one statement each)
                 self.db.look_ahead(tx, *adt.look_ahead(tx, [a for _, _, _, a in todo]))
+            else:  # one: a bed it locks is still remembered, not read again
+                lock_beds(s, ())
             for i, msg, existing_id, message in todo:
                 raw, source = items[i]
                 row_id = message.message_id
