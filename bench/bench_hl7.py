@@ -13,22 +13,28 @@ With ``--ingest-workers N`` (PostgreSQL only) the listener hands its group-commi
 N worker processes (:mod:`wardwatch.ingest.pool`), as ``wardwatch serve --ingest-workers N``
 does.
 
+With ``--in-process`` there is no listener: ``Hl7Service.handle_batch`` is timed directly
+(batches of one message per connection) and its SQL statements counted by kind.
+
 Usage: ``.venv/bin/python bench/bench_hl7.py --backend both --messages 2000``
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import hl7
+from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -83,7 +89,7 @@ def messages(conn: int, count: int, run: str) -> Iterator[bytes]:
         patient += 1
         a, b = (patient * 2) % BEDS_PER_WARD + 1, (patient * 2 + 1) % BEDS_PER_WARD + 1
         pid = f"PID|1||{run}-{conn}-{patient}^^^B^MR||Bench^Patient||19500101|U"
-        for event, bed, extra in (
+        for trigger, bed, extra in (
             ("A01", a, ""),
             ("A02", b, ""),
             ("A03", b, ""),
@@ -94,10 +100,10 @@ def messages(conn: int, count: int, run: str) -> Iterator[bytes]:
             ts = TS  # filled in when sent: each event happens as it is sent
             cid = f"{run}-{conn}-{sent}"
             head = (
-                f"MSH|^~\\&|PAS|B|WARDWATCH|B|{ts}||ADT^{event}^ADT_{event}|{cid}|P|2.5.1\r"
-                f"EVN|{event}|{ts}\r"
+                f"MSH|^~\\&|PAS|B|WARDWATCH|B|{ts}||ADT^{trigger}^ADT_{trigger}|{cid}|P|2.5.1\r"
+                f"EVN|{trigger}|{ts}\r"
             )
-            if event == "A20":
+            if trigger == "A20":
                 body = f"NPU|{ward}^^{bed}^B|{extra}\r"
             else:
                 body = f"{pid}\rPV1|1|I|{ward}^^{bed}^B\r"
@@ -181,6 +187,52 @@ def end_to_end(
         "ack_median_ms": all_lat[len(all_lat) // 2],
         "ack_p99_ms": all_lat[int(len(all_lat) * 0.99) - 1],
     }
+
+
+def in_process(rt: Runtime, connections: int, per_conn: int, run: str) -> dict[str, Any]:
+    """``Hl7Service.handle_batch`` called directly with one message of each connection a
+    batch (what the listener hands it under load): messages/s and SQL statements a message,
+    by kind. No socket, no threads: where the time of the apply path goes."""
+    streams = [list(messages(c, per_conn, run)) for c in range(connections)]
+    kinds: Counter[str] = Counter()
+
+    def count(*args: Any) -> None:
+        statement = " ".join(str(args[2]).split())
+        kinds[re.sub(r"[(%:].*", "", statement)[:60].strip()] += 1
+
+    event.listen(rt.engine, "before_cursor_execute", count)
+    try:
+        t0 = time.perf_counter()
+        for batch in zip(*streams, strict=True):
+            answers = rt.hl7.handle_batch([(stamp(raw), "bench") for raw in batch])
+            assert all(a.ack_code == "AA" for a in answers), [a.detail for a in answers]
+        elapsed = time.perf_counter() - t0
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", count)
+    n = connections * per_conn
+    return {
+        "connections": connections,
+        "messages": n,
+        "per_second": n / elapsed,
+        "statements_per_message": sum(kinds.values()) / n,
+        "top": [(k, round(v / n, 2)) for k, v in kinds.most_common(12)],
+    }
+
+
+def bench_in_process(backend: str, args: Any) -> None:
+    for connections in (1, 8):
+        with open_runtime(backend) as rt:
+            load_system(rt, spec(connections))
+            per_conn = max(5, args.messages // connections)
+            in_process(rt, connections, 10, "warm")
+            got = in_process(rt, connections, per_conn, "run")
+            print(
+                f"[{backend}] in process, batches of {connections}: "
+                f"{got['per_second']:.0f} msg/s, "
+                f"{got['statements_per_message']:.1f} statements a message"
+            )
+            for kind, per in got["top"]:
+                print(f"    {per:5.2f}  {kind}")
 
 
 def parse_floor(sample: list[bytes], seconds: float = 2.0) -> float:
@@ -267,9 +319,18 @@ def main() -> None:
         default=0,
         help="apply the batches in N worker processes (PostgreSQL only; 0: in the listener)",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="no listener: time Hl7Service.handle_batch directly and count its SQL statements",
+    )
     args = parser.parse_args()
     info = machine_info()
     print_machine(info)
+    if args.in_process:
+        for backend in selected_backends(args.backend):
+            bench_in_process(backend, args)
+        return
     results = [bench_backend(b, args) for b in selected_backends(args.backend)]
     print()
     print(report(results))
