@@ -19,9 +19,11 @@ from wardwatch.capacity.lookups import (
     LOCKED_BEDS,
     find_or_create_patient,
     find_patient,
+    know_open_stays,
     know_patients,
     lock_bed,
     lock_beds,
+    open_stay_of,
 )
 from wardwatch.capacity.models import Patient
 from wardwatch.capacity.schemas import PatientIn
@@ -212,26 +214,32 @@ def test_a_unique_key_clash_inside_a_step_is_a_concurrent_change(feed: Runtime) 
     assert counted(feed, Hl7Message) == 2
 
 
-def test_a_step_rolled_back_forgets_the_beds_it_locked_and_the_patients_it_made(
+def test_a_step_rolled_back_forgets_the_beds_it_locked_and_what_it_made(
     feed: Runtime,
 ) -> None:
     """What a batch remembers (capacity/lookups.py) follows its savepoints: a bed locked
     inside a step that is rolled back is no longer locked (PostgreSQL releases it) and must
-    not be taken as locked; a patient made there no longer exists."""
+    not be taken as locked; a patient or a stay made there no longer exists."""
     beds = {b.code: b.id for b in feed.capacity.list_beds(BedFilter(ward="ACU1-AMU"))}
     kept, undone = beds["ACU1-AMU-01"], beds["ACU1-AMU-02"]
     made = PatientIn(local_id="GONE", sex="unknown")
+    staying = PatientIn(local_id="STAYS", sex="unknown")
     with feed.db.transaction() as tx:
         s = tx.session
         lock_beds(s, [kept])
         know_patients(s, [made])
+        outside = find_or_create_patient(s, staying)
+        know_open_stays(s, [outside.id])
         with pytest.raises(Conflict), feed.db.step(tx):
             lock_bed(s, undone)
             find_or_create_patient(s, made)
-            assert set(s.info[LOCKED_BEDS]) == {kept, undone}
+            feed.hl7.moves.admit(tx, beds["ACU1-AMU-03"], staying, SYSTEM)
+            assert open_stay_of(s, outside) is not None
+            assert set(s.info[LOCKED_BEDS]) >= {kept, undone}
             raise Conflict("undo it")
         assert set(s.info[LOCKED_BEDS]) == {kept}
         assert find_patient(s, made) is None
+        assert open_stay_of(s, outside) is None  # the admission was undone with its step
         if feed.db.dialect == "postgresql":  # and the database agrees about the locks
             with feed.engine.connect() as other:
                 nowait = "SELECT id FROM beds WHERE id = :id FOR UPDATE NOWAIT"

@@ -25,10 +25,12 @@ from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.filters import one_of
 
-#: ``Session.info`` keys: the beds this transaction has locked, by id; and the patients it
-#: has looked up, by ("nhs" | "local", identifier), None for "not on record".
+#: ``Session.info`` keys: the beds this transaction has locked, by id; the patients it has
+#: looked up, by ("nhs" | "local", identifier), None for "not on record"; and the open stays
+#: it has locked, by patient id (None: no open stay then; a stay found closed since is none).
 LOCKED_BEDS = "wardwatch.locked_beds"
 KNOWN_PATIENTS = "wardwatch.known_patients"
+OPEN_STAYS = "wardwatch.open_stays"
 
 
 def site_by_code(session: Session, code: str) -> Site:
@@ -116,12 +118,44 @@ def open_stay(session: Session, stay_id: str) -> Stay:
 
 def open_stay_of(session: Session, patient: Patient) -> Stay | None:
     """The patient's open stay, locked (see :func:`lock_stay`)."""
+    known: dict[str, Stay | None] | None = session.info.get(OPEN_STAYS)
+    if known is not None and patient.id in known:
+        stay = known[patient.id]  # locked already (know_open_stays, or a stay made here)
+        return stay if stay is not None and stay.discharged_at is None else None
     return session.scalars(
         select(Stay)
         .where(Stay.patient_id == patient.id, Stay.discharged_at.is_(None))
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
+
+
+def know_open_stays(session: Session, patient_ids: Iterable[str]) -> list[Stay]:
+    """Lock these patients' open stays in one statement and remember them (and who has
+    none): :func:`open_stay_of` then reads nothing again. The stays."""
+    known: dict[str, Stay | None] = session.info.setdefault(OPEN_STAYS, {})
+    wanted = set(patient_ids) - known.keys()
+    if not wanted:
+        return []
+    stays = list(
+        session.scalars(
+            select(Stay)
+            .where(one_of(session, Stay.patient_id, wanted), Stay.discharged_at.is_(None))
+            .order_by(Stay.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    known.update(dict.fromkeys(wanted))
+    known.update((stay.patient_id, stay) for stay in stays)
+    return stays
+
+
+def remember_open_stay(session: Session, stay: Stay) -> None:
+    """A stay made (or reopened) in this transaction is its patient's open stay now."""
+    known: dict[str, Stay | None] | None = session.info.get(OPEN_STAYS)
+    if known is not None:
+        known[stay.patient_id] = stay
 
 
 def validated_patient(p: PatientIn) -> PatientIn:

@@ -20,6 +20,7 @@ from wardwatch.capacity.lookups import (
     find_or_create_patient,
     lock_bed,
     lock_two,
+    remember_open_stay,
     require_admittable,
     require_no_open_stay,
     require_open,
@@ -110,6 +111,7 @@ class BedMoves(PendingMoves):
         )
         s.add(stay)
         s.flush()
+        remember_open_stay(s, stay)
         self.take_reservation(tx, bed.id, patient.id)
         self.set_state(tx, bed, S.OCCUPIED, actor, "stay.admitted", stay_id=stay.id, at=when)
         self.close_pending(tx, patient.id, "admit", "done", actor, at=when)
@@ -314,6 +316,7 @@ class BedMoves(PendingMoves):
         stay.discharged_at = None
         stay.discharge_destination = None
         stay.discharge_pathway = None
+        remember_open_stay(tx.session, stay)
         self.set_state(
             tx, bed, S.OCCUPIED, actor, "stay.discharge_cancelled", stay_id=stay.id, at=when
         )

@@ -22,6 +22,7 @@ from wardwatch.capacity import pending
 from wardwatch.capacity.lookups import (
     find_or_create_patient,
     find_patient,
+    know_open_stays,
     know_patients,
     lock_bed,
     lock_beds,
@@ -280,9 +281,10 @@ class Adt:
 def look_ahead(tx: Tx, messages: list[Adt]) -> tuple[frozenset[str], frozenset[str]]:
     """Before a batch is applied: its patients, their clocks and every bed its messages name
     or its patients lie in, each read (the beds locked, in id order) in one statement, and
-    remembered for the transaction (see :mod:`wardwatch.capacity.lookups`), and which of
-    them have no pending move. Only fewer statements: every handler still checks everything
-    as if nothing had been read. The patients found and the beds locked."""
+    remembered for the transaction (see :mod:`wardwatch.capacity.lookups`) with their open
+    stays (locked), and which of them have no pending move. Only fewer statements: every
+    handler still checks everything as if nothing had been read. The patients found and the
+    beds locked."""
     s = tx.session
     people: list[PatientIn] = []
     beds: set[str] = set()
@@ -293,13 +295,7 @@ def look_ahead(tx: Tx, messages: list[Adt]) -> tuple[frozenset[str], frozenset[s
     ids = [p.id for p in know_patients(s, people)]
     patients = frozenset(ids)
     if ids:
-        beds.update(
-            s.scalars(
-                select(Stay.bed_id).where(
-                    one_of(s, Stay.patient_id, ids), Stay.discharged_at.is_(None)
-                )
-            )
-        )
+        beds.update(stay.bed_id for stay in know_open_stays(s, ids))
         known = s.info.setdefault(CLOCKS, {})
         known.update(dict.fromkeys(ids))
         query = select(Hl7PatientClock).where(one_of(s, Hl7PatientClock.patient_id, ids))
