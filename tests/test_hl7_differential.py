@@ -41,7 +41,7 @@ from wardwatch.flow.schemas import BedRequestCreate
 from wardwatch.flow.service import NO_REQUEST
 from wardwatch.runtime import Runtime
 from wardwatch.tasks.models import Task
-from wardwatch.tasks.service import NO_CLEANING, QUIET_SITE
+from wardwatch.tasks.service import OPEN_CLEANING, QUIET_SITE
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 FIRST = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -251,7 +251,7 @@ def test_what_a_look_ahead_notes_is_withdrawn_where_such_rows_are_made(small: Ru
         pending.look_ahead(tx, frozenset({patient.id}), frozenset({one, two}))
         assert patient.id in absent(s, pending.NO_PENDING)
         assert {one, two} <= set(absent(s, pending.NOT_RESERVED))
-        assert {one, two} <= set(absent(s, NO_CLEANING)) and site in absent(s, QUIET_SITE)
+        assert s.info[OPEN_CLEANING] == {one: (), two: ()} and site in absent(s, QUIET_SITE)
 
         small.hl7.moves.expect(tx, "admit", patient, SYSTEM, to_bed_id=one)
         assert patient.id not in absent(s, pending.NO_PENDING)
@@ -261,7 +261,8 @@ def test_what_a_look_ahead_notes_is_withdrawn_where_such_rows_are_made(small: Ru
             tx, kind="cleaning", type_="standard", site_id=site, bed_id=two,
             actor=SYSTEM, cause="test", description="clean",
         )  # fmt: skip
-        assert two not in absent(s, NO_CLEANING)
+        assert small.tasks.open_task_for_bed(s, two, "cleaning") is not None
+        assert small.tasks.open_task_for_bed(s, one, "cleaning") is None
 
         ask = BedRequestCreate.model_validate(
             {"site": "ACU1", "specialty": "general medicine", "patient": {"local_id": "LA2"}}

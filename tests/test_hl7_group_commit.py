@@ -25,7 +25,7 @@ from wardwatch.capacity.lookups import (
     lock_beds,
     open_stay_of,
 )
-from wardwatch.capacity.models import Patient
+from wardwatch.capacity.models import Patient, Site
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.service import BedFilter
 from wardwatch.capacity.states import BedState
@@ -230,16 +230,25 @@ def test_a_step_rolled_back_forgets_the_beds_it_locked_and_what_it_made(
         know_patients(s, [made])
         outside = find_or_create_patient(s, staying)
         know_open_stays(s, [outside.id])
+        dirty = beds["ACU1-AMU-04"]
+        feed.tasks.look_ahead(tx, frozenset(), frozenset({dirty}))
         with pytest.raises(Conflict), feed.db.step(tx):
             lock_bed(s, undone)
             find_or_create_patient(s, made)
             feed.hl7.moves.admit(tx, beds["ACU1-AMU-03"], staying, SYSTEM)
             assert open_stay_of(s, outside) is not None
+            site = s.scalar(select(Site.id).where(Site.code == "ACU1"))
+            feed.tasks.create(
+                tx, kind="cleaning", type_="standard", site_id=site, bed_id=dirty,
+                actor=SYSTEM, cause="test", description="clean",
+            )  # fmt: skip
+            assert feed.tasks.open_task_for_bed(s, dirty, "cleaning") is not None
             assert set(s.info[LOCKED_BEDS]) >= {kept, undone}
             raise Conflict("undo it")
         assert set(s.info[LOCKED_BEDS]) == {kept}
         assert find_patient(s, made) is None
         assert open_stay_of(s, outside) is None  # the admission was undone with its step
+        assert feed.tasks.open_task_for_bed(s, dirty, "cleaning") is None  # and the task
         if feed.db.dialect == "postgresql":  # and the database agrees about the locks
             with feed.engine.connect() as other:
                 nowait = "SELECT id FROM beds WHERE id = :id FOR UPDATE NOWAIT"

@@ -25,7 +25,7 @@ from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.filters import one_of
-from wardwatch.db.session import Database, Tx, absent, note_absent, now_present
+from wardwatch.db.session import Database, Tx, now_present
 from wardwatch.tasks import escalation, teams
 from wardwatch.tasks.models import Escalation, Task, Team
 from wardwatch.tasks.rules import (
@@ -50,9 +50,11 @@ from wardwatch.tasks.schemas import (
 S = BedState
 CLEANING_STATES = {S.AWAITING_CLEAN.value, S.CLEANING.value}
 OPEN_VALUES = [s.value for s in OPEN]
-#: Look-ahead kinds (``db.session.absent``): beds with no open cleaning task; sites with no
-#: patient waiting for a bed and no cleaning task marked 'clean next' (flow/service.py).
-NO_CLEANING = "cleaning_task_bed"
+#: ``Session.info`` key: the open cleaning tasks of the beds a batch read ahead (locked), by
+#: bed id, oldest first (see :meth:`TaskService.look_ahead`).
+OPEN_CLEANING = "wardwatch.open_cleaning"
+#: Look-ahead kind (``db.session.absent``): sites with no patient waiting for a bed and no
+#: cleaning task marked 'clean next' (flow/service.py).
 QUIET_SITE = "quiet_site"
 
 
@@ -120,8 +122,10 @@ class TaskService:
             escalate_at=now + timedelta(minutes=limits["accept"]),
         )
         tx.session.add(task)
-        if kind == "cleaning":
-            now_present(tx.session, NO_CLEANING, bed_id)
+        known: dict[str, tuple[Task, ...]] | None = tx.session.info.get(OPEN_CLEANING)
+        if kind == "cleaning" and known is not None and bed_id in known:
+            # A new tuple, not an append: a step rolled back puts the old one back.
+            known[bed_id] = (*known[bed_id], task)
         self._log(tx, task, "task.created", actor)
         return task
 
@@ -158,8 +162,9 @@ class TaskService:
             self._advance(tx, task, Action.DONE, actor)
 
     def open_task_for_bed(self, s: Session, bed_id: str, kind: str) -> Task | None:
-        if kind == "cleaning" and bed_id in absent(s, NO_CLEANING):
-            return None
+        known: dict[str, tuple[Task, ...]] | None = s.info.get(OPEN_CLEANING)
+        if kind == "cleaning" and known is not None and bed_id in known:  # read ahead
+            return next((t for t in known[bed_id] if t.status in OPEN_VALUES), None)
         return s.scalars(
             select(Task)
             .where(Task.bed_id == bed_id, Task.kind == kind, Task.status.in_(OPEN_VALUES))
@@ -168,19 +173,29 @@ class TaskService:
         ).first()
 
     def look_ahead(self, tx: Tx, patient_ids: frozenset[str], bed_ids: frozenset[str]) -> None:
-        """Which of a batch's beds (locked: nobody else can ask for their clean meanwhile)
-        have no open cleaning task, in one statement (``Database.look_ahead``)."""
+        """The open cleaning tasks of a batch's beds, locked, in one statement
+        (``Database.look_ahead``). The beds are locked: nobody else can ask for their clean
+        meanwhile, and a task made here is added (:meth:`create`)."""
         if not bed_ids:
             return
         s = tx.session
-        busy = s.scalars(
-            select(Task.bed_id).where(
-                one_of(s, Task.bed_id, bed_ids),
+        known: dict[str, tuple[Task, ...]] = s.info.setdefault(OPEN_CLEANING, {})
+        wanted = bed_ids - known.keys()
+        tasks = s.scalars(
+            select(Task)
+            .where(
+                one_of(s, Task.bed_id, wanted),
                 Task.kind == "cleaning",
                 Task.status.in_(OPEN_VALUES),
             )
+            .order_by(Task.created_at)
+            .with_for_update()
         )
-        note_absent(s, NO_CLEANING, bed_ids - set(busy))
+        found: dict[str, list[Task]] = {bed_id: [] for bed_id in wanted}
+        for task in tasks:
+            if task.bed_id is not None:
+                found[task.bed_id].append(task)
+        known.update((bed_id, tuple(open_)) for bed_id, open_ in found.items())
 
     # --- the reactor: cleaning follows the beds -------------------------------------------
 
