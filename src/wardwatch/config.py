@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         description="worker processes for FHIR Bundles of readings and HL7 v2 batches "
         "(PostgreSQL only; 0: handled in the server process). One server process uses one "
         "core; set this to the number of cores when readings arrive faster than ~10,000/s "
-        "or ADT messages faster than ~80/s",
+        "or ADT messages faster than ~130/s over several connections",
     )
 
     def mllp_tls(self) -> ssl.SSLContext | None:
