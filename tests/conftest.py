@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,6 +62,31 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@contextmanager
+def own_schema(url: str, prefix: str) -> Iterator[str]:
+    """A new PostgreSQL schema, dropped afterwards, by URL: every connection to that URL
+    (from this process or one a test starts, such as an ingest worker) sees only its tables."""
+    schema = f"{prefix}_{secrets.token_hex(4)}"
+    admin = make_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            sep = "&" if "?" in url else "?"
+            yield f"{url}{sep}options=-csearch_path%3D{schema}"
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+def sqlite_copy(template: Path, path: Path) -> Engine:
+    """An engine on a copy of a migrated SQLite file (faster than migrating again)."""
+    shutil.copy(template, path)
+    return make_engine(f"sqlite:///{path}")
+
+
 @pytest.fixture(scope="session")
 def postgres_schema_url() -> Iterator[str]:
     """The URL of a PostgreSQL schema of this test session's own (dropped at the end), as a
@@ -71,18 +97,12 @@ def postgres_schema_url() -> Iterator[str]:
             f"PostgreSQL tests skipped: set {PG_ENV}=postgresql://user@host/db to run them"
         )
         return
-    schema = f"ww_test_{secrets.token_hex(4)}"
-    admin = make_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # a configured database must be reachable: fail, never skip
-        pytest.fail(f"{PG_ENV} is set but PostgreSQL is not usable: {exc}")
-    sep = "&" if "?" in url else "?"
-    yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            schema_url = stack.enter_context(own_schema(url, "ww_test"))
+        except Exception as exc:  # a configured database must be reachable: fail, never skip
+            pytest.fail(f"{PG_ENV} is set but PostgreSQL is not usable: {exc}")
+        yield schema_url
 
 
 @pytest.fixture(scope="session")
@@ -136,9 +156,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def engine(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if backend == "sqlite":
-        path = tmp_path / "wardwatch.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        eng = make_engine(f"sqlite:///{path}")
+        eng = sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "wardwatch.db")
         yield eng
         eng.dispose()
     else:

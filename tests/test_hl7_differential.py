@@ -13,8 +13,6 @@ it takes several, for speed) must never change an outcome.
 from __future__ import annotations
 
 import random
-import secrets
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, text
 
-from tests.conftest import SMALL_SYSTEM, postgres_url
+from tests.conftest import SMALL_SYSTEM, own_schema, postgres_url, sqlite_copy
 from tests.hl7util import adt, pid, pv1
 from wardwatch.capacity import counts, pending
 from wardwatch.capacity.lookups import find_or_create_patient, lock_beds
@@ -171,27 +169,19 @@ def ask_for_beds(rt: Runtime, seed: int) -> list[str]:
 def twin(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A second, empty database of the same kind as the test's own."""
     if backend == "sqlite":
-        path = tmp_path / "twin.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        engine = make_engine(f"sqlite:///{path}")
+        engine = sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "twin.db")
         yield engine
         engine.dispose()
         return
     url = postgres_url()
     assert url is not None  # the backend fixture skipped otherwise
-    schema = f"ww_twin_{secrets.token_hex(4)}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        migrate.upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with own_schema(url, "ww_twin") as schema_url:
+        engine = make_engine(schema_url)
+        try:
+            migrate.upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,14 +173,14 @@ LookAhead = Callable[[Tx, frozenset[str], frozenset[str]], None]
 _ABSENT = "wardwatch.absent."
 
 
-def absent(session: Session, kind: str) -> frozenset[str] | set[str]:
+def absent(session: Session, kind: str) -> AbstractSet[str]:
     """The keys a look-ahead of this transaction found to have no ``kind`` rows (an empty
     set when none ran): a domain may skip its query for them. Kept in ``Session.info``, so a
     step rolled back forgets what it changed."""
     return session.info.get(_ABSENT + kind) or frozenset()
 
 
-def note_absent(session: Session, kind: str, keys: set[str] | frozenset[str]) -> None:
+def note_absent(session: Session, kind: str, keys: AbstractSet[str]) -> None:
     session.info.setdefault(_ABSENT + kind, set()).update(keys)
 
 

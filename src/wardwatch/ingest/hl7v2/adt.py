@@ -230,17 +230,26 @@ class Adt:
             if place is not None and place.bed_id is not None:
                 beds.append(place.bed_id)
         if self.msg.has("NPU"):
-            g = self.msg.get
             try:
-                npu = self.locations.resolve(
-                    self.tx.session, g("NPU", 1, 1), g("NPU", 1, 2), g("NPU", 1, 3),
-                    g("NPU", 1, 4), field="NPU-1", location="NPU^1^1",
-                )  # fmt: skip
+                npu = self.npu_place()
             except Hl7Error:
                 npu = None
             if npu is not None and npu.bed_id is not None:
                 beds.append(npu.bed_id)
         return people, beds
+
+    def npu_place(self) -> Place | None:
+        """The place NPU-1 (A20) names."""
+        g = self.msg.get
+        return self.locations.resolve(
+            self.tx.session,
+            g("NPU", 1, 1),
+            g("NPU", 1, 2),
+            g("NPU", 1, 3),
+            g("NPU", 1, 4),
+            field="NPU-1",
+            location="NPU^1^1",
+        )
 
     def _clock(self, patient_id: str) -> Hl7PatientClock | None:
         known: dict[str, Hl7PatientClock | None] | None = self.tx.session.info.get(CLOCKS)
@@ -507,15 +516,7 @@ def _a20_bed_status(adt: Adt, at: datetime | None) -> Outcome:
     g = adt.msg.get
     if not adt.msg.has("NPU"):
         raise Hl7Error("A20 needs an NPU segment", code="100", location="NPU")
-    place = adt.locations.resolve(
-        adt.tx.session,
-        g("NPU", 1, 1),
-        g("NPU", 1, 2),
-        g("NPU", 1, 3),
-        g("NPU", 1, 4),
-        field="NPU-1",
-        location="NPU^1^1",
-    )
+    place = adt.npu_place()
     if place is None or place.bed_id is None:
         raise Hl7Error("NPU-1 names no bed", code="101", location="NPU^1^1")
     status = g("NPU", 2).upper()
