@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select, text
 from tests.conftest import SMALL_SYSTEM, own_schema, postgres_url, sqlite_copy
 from tests.hl7util import adt, pid, pv1
 from wardwatch.capacity import counts, pending
-from wardwatch.capacity.lookups import find_or_create_patient, lock_beds
+from wardwatch.capacity.lookups import OPEN_STAYS, find_or_create_patient, find_patient, lock_beds
 from wardwatch.capacity.models import Patient, Site, Stay
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.service import BedFilter
@@ -37,6 +37,8 @@ from wardwatch.db import migrate
 from wardwatch.db.session import absent, make_engine, note_absent
 from wardwatch.flow.schemas import BedRequestCreate
 from wardwatch.flow.service import NO_REQUEST
+from wardwatch.ingest.hl7v2.adt import NO_CLOCK
+from wardwatch.ingest.hl7v2.parse import parse
 from wardwatch.runtime import Runtime
 from wardwatch.tasks.models import Task
 from wardwatch.tasks.service import OPEN_CLEANING, QUIET_SITE
@@ -235,6 +237,13 @@ def test_what_a_look_ahead_notes_is_withdrawn_where_such_rows_are_made(small: Ru
     with small.db.transaction() as tx:
         s = tx.session
         patient = find_or_create_patient(s, PatientIn(local_id="LA1", sex="unknown"))
+        # A patient made here has none of anything yet, before any look-ahead.
+        for kind in (pending.NO_PENDING, NO_REQUEST, NO_CLOCK):
+            assert patient.id in absent(s, kind), kind
+        assert s.info[OPEN_STAYS] == {patient.id: None}
+        feed = small.hl7._adt(tx, parse(adt("A08", "20261124100000")), "hl7-la1")
+        feed.advance(patient, datetime(2026, 11, 24, 10, tzinfo=UTC))
+        assert patient.id not in absent(s, NO_CLOCK) and feed._clock(patient.id) is not None
         site = s.scalar(select(Site.id).where(Site.code == "ACU1"))
         lock_beds(s, [one, two])
         small.db.look_ahead(tx, frozenset({patient.id}), frozenset({one, two}))
@@ -258,7 +267,10 @@ def test_what_a_look_ahead_notes_is_withdrawn_where_such_rows_are_made(small: Ru
             {"site": "ACU1", "specialty": "general medicine", "patient": {"local_id": "LA2"}}
         )
         small.flow.add(tx, ask, SYSTEM)
-        assert site not in absent(s, QUIET_SITE) and not absent(s, NO_REQUEST)
+        asked = find_patient(s, PatientIn(local_id="LA2", sex="unknown"))
+        assert asked is not None and asked.id not in absent(s, NO_REQUEST)
+        assert patient.id in absent(s, NO_REQUEST)  # LA1 still has none
+        assert site not in absent(s, QUIET_SITE)
 
     with small.db.transaction() as tx:  # and marking a task 'clean next' by hand
         s = tx.session

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from tests.hl7util import ack_fields, adt, pid, pv1
 from wardwatch.capacity.lookups import (
@@ -32,6 +33,7 @@ from wardwatch.capacity.states import BedState
 from wardwatch.core.actor import SYSTEM
 from wardwatch.core.clock import ManualClock
 from wardwatch.core.errors import ConcurrentChange, Conflict
+from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.session import Tx
 from wardwatch.ingest.hl7v2.models import Hl7Message
@@ -257,6 +259,41 @@ def test_a_step_rolled_back_forgets_the_beds_it_locked_and_what_it_made(
                 with pytest.raises(OperationalError, match="could not obtain lock"):
                     other.execute(text(nowait), {"id": kept})
     assert "GONE" not in patients(feed)
+
+
+def test_a_patient_stored_elsewhere_while_a_batch_is_written_is_met_carefully(
+    feed: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The optimistic try writes its steps' rows only at its end. If one of them then breaks
+    a key (another worker stored the same new patient meanwhile), the batch is tried again
+    with a savepoint a message, not handed back to be applied one by one: both admitted,
+    onto the one patient record."""
+    if feed.db.dialect != "postgresql":
+        pytest.skip("SQLite lets no other writer in while a batch is open")
+    raced: list[str] = []
+
+    def another_worker_stores_the_patient(session: Session, *_: object) -> None:
+        if raced or not any(isinstance(o, Patient) and o.local_id == "RACE" for o in session.new):
+            return
+        with Session(feed.engine) as other:
+            other.add(Patient(id=new_id("pat"), local_id="RACE", sex="unknown"))
+            other.commit()
+        raced.append("RACE")
+
+    event.listen(feed.db._factory, "before_flush", another_worker_stores_the_patient)
+    try:
+        answers = feed.hl7.handle_batch(
+            [
+                (adt("A01", T0, pid("RACE"), pv1("ACU1-AMU^^1^ACU1")), "t"),
+                (adt("A01", T0, pid("CALM"), pv1("ACU1-AMU^^2^ACU1")), "t"),
+            ]
+        )
+    finally:
+        event.remove(feed.db._factory, "before_flush", another_worker_stores_the_patient)
+    assert raced and [a.ack_code for a in answers] == ["AA", "AA"], [a.detail for a in answers]
+    assert "batch failed" not in caplog.text  # settled in the batch, not one by one
+    assert counted(feed, Patient, Patient.local_id == "RACE") == 1
+    assert board(feed)["ACU1-AMU-01"] == board(feed)["ACU1-AMU-02"] == "occupied"
 
 
 def test_a_message_refused_by_a_reactor_is_quarantined_alone(feed: Runtime) -> None:

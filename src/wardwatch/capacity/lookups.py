@@ -24,6 +24,7 @@ from wardwatch.capacity.states import ADMITTABLE, BedState
 from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.filters import one_of
+from wardwatch.db.session import made
 
 #: ``Session.info`` keys: the beds this transaction has locked, by id; the patients it has
 #: looked up, by ("nhs" | "local", identifier), None for "not on record"; and the open stays
@@ -114,6 +115,15 @@ def open_stay(session: Session, stay_id: str) -> Stay:
         raise NotFound(f"no stay with id {stay_id!r}")
     require_open(stay)
     return stay
+
+
+def stay_here(session: Session, stay_id: str) -> Stay | None:
+    """A stay this transaction holds (one it made and has not flushed yet included), without
+    a flush or a read when it does; else read."""
+    for obj in session.new:
+        if isinstance(obj, Stay) and obj.id == stay_id:
+            return obj
+    return session.get(Stay, stay_id)
 
 
 def open_stay_of(session: Session, patient: Patient) -> Stay | None:
@@ -230,8 +240,11 @@ def find_or_create_patient(session: Session, p: PatientIn) -> Patient:
     if patient is None:
         patient = Patient(id=new_id("pat"), nhs_number=p.nhs_number, local_id=p.local_id, sex=p.sex)
         session.add(patient)
-        session.flush()
         _remember(session, patient)
+        # Nothing can name a patient before it exists: no stay, and whatever else the
+        # domains registered (db.session.none_when_made).
+        session.info.setdefault(OPEN_STAYS, {})[patient.id] = None
+        made(session, "patient", patient.id)
         return patient
     for field, given in (("nhs_number", p.nhs_number), ("local_id", p.local_id)):
         known = getattr(patient, field)

@@ -103,14 +103,14 @@ class BedMoves(PendingMoves):
         stay = Stay(
             id=new_id("stay"),
             patient_id=patient.id,
+            patient=patient,  # read before the flush, as the row is
             bed_id=bed.id,
             admitted_at=when,
             source=source,
             expected_discharge_date=expected_discharge_date,
             visit_number=visit_number,
         )
-        s.add(stay)
-        s.flush()
+        s.add(stay)  # flushed with the rest (a savepoint flushes at its end)
         remember_open_stay(s, stay)
         self.take_reservation(tx, bed.id, patient.id)
         self.set_state(tx, bed, S.OCCUPIED, actor, "stay.admitted", stay_id=stay.id, at=when)

@@ -16,13 +16,14 @@ from wardwatch.core.actor import Actor
 from wardwatch.core.errors import Conflict
 from wardwatch.core.ids import new_id
 from wardwatch.db.filters import one_of
-from wardwatch.db.session import Tx, absent, note_absent, now_present
+from wardwatch.db.session import Tx, absent, none_when_made, note_absent, now_present
 
 S = BedState
 #: Look-ahead kinds (``db.session.absent``): patients with no pending move; beds no pending
 #: move holds a reservation on.
 NO_PENDING = "pending_patient"
 NOT_RESERVED = "reserved_bed"
+none_when_made("patient", NO_PENDING)
 
 
 def look_ahead(tx: Tx, patient_ids: frozenset[str], bed_ids: frozenset[str]) -> None:

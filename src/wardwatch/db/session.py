@@ -192,6 +192,25 @@ def now_present(session: Session, kind: str, key: str | None) -> None:
         found.discard(key)
 
 
+#: For each kind of row ("patient"), the kinds of :func:`absent` a row of it made in this
+#: transaction has none of (registered with :func:`none_when_made`).
+_NONE_WHEN_MADE: dict[str, set[str]] = {}
+
+
+def none_when_made(what: str, kind: str) -> None:
+    """Register that a ``what`` row made in a transaction has no ``kind`` rows until the same
+    transaction makes one (and says so with :func:`now_present`): no other transaction can
+    name a row it cannot see yet. Called once, where ``kind`` is defined."""
+    _NONE_WHEN_MADE.setdefault(what, set()).add(kind)
+
+
+def made(session: Session, what: str, key: str) -> None:
+    """This transaction made a new ``what`` row: note it absent from every kind registered
+    for it (:func:`none_when_made`), so that no domain asks the database about it."""
+    for kind in _NONE_WHEN_MADE.get(what, ()):
+        note_absent(session, kind, {key})
+
+
 def forget_absent(session: Session, kind: str) -> None:
     """This transaction made ``kind`` rows it cannot tie to one key: nothing is known absent."""
     found = session.info.get(_ABSENT + kind)

@@ -14,7 +14,13 @@ from datetime import timedelta
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.lookups import find_or_create_patient, lock_stay, open_stay_of, site_by_code
+from wardwatch.capacity.lookups import (
+    find_or_create_patient,
+    lock_stay,
+    open_stay_of,
+    site_by_code,
+    stay_here,
+)
 from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.service import CapacityService
@@ -25,7 +31,14 @@ from wardwatch.core.errors import Conflict, NotFound, ValidationFailed
 from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.filters import one_of
-from wardwatch.db.session import Database, Tx, absent, forget_absent, note_absent, now_present
+from wardwatch.db.session import (
+    Database,
+    Tx,
+    absent,
+    none_when_made,
+    note_absent,
+    now_present,
+)
 from wardwatch.flow import matching
 from wardwatch.flow.models import BedRequest
 from wardwatch.flow.schemas import (
@@ -39,8 +52,9 @@ from wardwatch.tasks.models import Task
 from wardwatch.tasks.service import QUIET_SITE, TaskService
 
 S = BedState
-#: Look-ahead kind (``db.session.absent``): open stays whose patient has no open bed request.
-NO_REQUEST = "open_request_stay"
+#: Look-ahead kind (``db.session.absent``): patients with no open bed request.
+NO_REQUEST = "open_request_patient"
+none_when_made("patient", NO_REQUEST)
 #: The oldest decision a new request may carry (older is a typing or clock error).
 MAX_WAIT = timedelta(days=30)
 #: Task events that add or remove a dirty bed a waiting patient might be matched with.
@@ -88,7 +102,7 @@ class FlowService:
         )
         if busy:
             raise Conflict(f"this patient already has an open bed request ({busy})")
-        forget_absent(s, NO_REQUEST)  # a look-ahead's "no open request" no longer holds
+        now_present(s, NO_REQUEST, patient.id)  # a look-ahead's "none" no longer holds
         now_present(s, QUIET_SITE, site.id)  # someone is waiting here now
         row = BedRequest(
             id=new_id("breq"),
@@ -310,19 +324,15 @@ class FlowService:
             self._close(tx, row, _actor(rec), "the patient was discharged")
 
     def look_ahead(self, tx: Tx, patient_ids: frozenset[str], bed_ids: frozenset[str]) -> None:
-        """Which open stays of a batch's patients have no open bed request, in one statement
+        """Which of a batch's patients have no open bed request, in one statement
         (``Database.look_ahead``): their moves need not ask again."""
         if not patient_ids:
             return
         s = tx.session
-        quiet = select(Stay.id).where(
-            one_of(s, Stay.patient_id, patient_ids),
-            Stay.discharged_at.is_(None),
-            ~exists().where(
-                BedRequest.patient_id == Stay.patient_id, BedRequest.status.in_(OPEN_REQUEST)
-            ),
+        busy = select(BedRequest.patient_id).where(
+            one_of(s, BedRequest.patient_id, patient_ids), BedRequest.status.in_(OPEN_REQUEST)
         )
-        note_absent(s, NO_REQUEST, set(s.scalars(quiet)))
+        note_absent(s, NO_REQUEST, patient_ids - set(s.scalars(busy)))
         self._quiet_sites(tx, bed_ids)
 
     def _quiet_sites(self, tx: Tx, bed_ids: frozenset[str]) -> None:
@@ -345,15 +355,19 @@ class FlowService:
         note_absent(s, QUIET_SITE, set(s.scalars(quiet)))
 
     def _open_requests(self, tx: Tx, stay_id: str | None) -> list[BedRequest]:
-        """The open requests of the patient whose stay this is (one query)."""
-        if stay_id is None or stay_id in absent(tx.session, NO_REQUEST):
+        """The open requests of the patient whose stay this is (one query; the stay was just
+        moved, so it is read from the session)."""
+        stay = stay_here(tx.session, stay_id) if stay_id else None
+        if stay is None or stay.patient_id in absent(tx.session, NO_REQUEST):
             return []
         return list(
             tx.session.scalars(
                 select(BedRequest)
-                .join(Stay, Stay.patient_id == BedRequest.patient_id)
-                .where(Stay.id == stay_id, BedRequest.status.in_(OPEN_REQUEST))
-                .with_for_update(of=BedRequest)
+                .where(
+                    BedRequest.patient_id == stay.patient_id,
+                    BedRequest.status.in_(OPEN_REQUEST),
+                )
+                .with_for_update()
             )
         )
 

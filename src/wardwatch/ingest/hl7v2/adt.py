@@ -37,7 +37,7 @@ from wardwatch.capacity.states import BedState
 from wardwatch.core.actor import Actor
 from wardwatch.core.errors import Conflict
 from wardwatch.db.filters import one_of
-from wardwatch.db.session import Tx
+from wardwatch.db.session import Tx, absent, none_when_made, now_present
 from wardwatch.ingest.hl7v2.locations import Locations, Place
 from wardwatch.ingest.hl7v2.models import Hl7PatientClock
 from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, parse_ts, pid_identifiers
@@ -54,6 +54,9 @@ NPU_STATES: dict[str, tuple[BedState, str | None]] = {
 #: ``Session.info`` key: the patients' HL7 clocks this transaction has read, by patient id
 #: (None: the patient has none yet). Held here: the session only holds them weakly.
 CLOCKS = "wardwatch.hl7_clocks"
+#: Look-ahead kind (``db.session.absent``): patients with no HL7 clock (made here).
+NO_CLOCK = "hl7_clock_patient"
+none_when_made("patient", NO_CLOCK)
 PATIENT_EVENTS_NEEDING_ORDER = {
     "A01",
     "A02",
@@ -255,6 +258,8 @@ class Adt:
         known: dict[str, Hl7PatientClock | None] | None = self.tx.session.info.get(CLOCKS)
         if known is not None and patient_id in known:
             return known[patient_id]  # read by look_ahead
+        if patient_id in absent(self.tx.session, NO_CLOCK):
+            return None  # a patient made in this transaction
         return self.tx.session.get(Hl7PatientClock, patient_id)
 
     def superseded(self, patient: Patient, at: datetime | None) -> datetime | None:
@@ -279,9 +284,8 @@ class Adt:
                 patient_id=patient.id, last_event_at=at, last_message_id=self.message_id
             )
             self.tx.session.add(clock)
-            known = self.tx.session.info.get(CLOCKS)
-            if known is not None:
-                known[patient.id] = clock
+            now_present(self.tx.session, NO_CLOCK, patient.id)
+            self.tx.session.info.setdefault(CLOCKS, {})[patient.id] = clock
         elif at >= clock.last_event_at:
             clock.last_event_at = at
             clock.last_message_id = self.message_id

@@ -24,6 +24,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from wardwatch.capacity.lookups import lock_beds
 from wardwatch.capacity.moves import BedMoves
@@ -242,6 +243,11 @@ class Hl7Service:
                     keep(status=outcome.status, ack_code="AA", detail=outcome.detail, later=kept)
                     answer = self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
                 settled.append((i, answer))
+            if not careful:  # the steps' rows are written here: one that breaks a key
+                try:  # (a patient stored meanwhile by another worker) is then found
+                    s.flush()  # carefully, in its own step, the others kept
+                except DBAPIError as exc:
+                    raise StepFailed(exc) from exc
             if kept:  # a key stored meanwhile by another worker fails the batch: see above
                 s.execute(insert(Hl7Message), kept)
         for i, handled in settled:  # committed: now they may be answered
