@@ -202,11 +202,11 @@ def in_process(rt: Runtime, connections: int, per_conn: int, run: str) -> dict[s
 
     event.listen(rt.engine, "before_cursor_execute", count)
     try:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for batch in zip(*streams, strict=True):
             answers = rt.hl7.handle_batch([(stamp(raw), "bench") for raw in batch])
             assert all(a.ack_code == "AA" for a in answers), [a.detail for a in answers]
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
         event.remove(rt.engine, "before_cursor_execute", count)
     n = connections * per_conn
@@ -214,6 +214,7 @@ def in_process(rt: Runtime, connections: int, per_conn: int, run: str) -> dict[s
         "connections": connections,
         "messages": n,
         "per_second": n / elapsed,
+        "cpu_ms_per_message": cpu * 1000 / n,
         "statements_per_message": sum(kinds.values()) / n,
         "top": [(k, round(v / n, 2)) for k, v in kinds.most_common(12)],
     }
@@ -229,6 +230,7 @@ def bench_in_process(backend: str, args: Any) -> None:
             print(
                 f"[{backend}] in process, batches of {connections}: "
                 f"{got['per_second']:.0f} msg/s, "
+                f"{got['cpu_ms_per_message']:.2f} ms of this process's CPU a message, "
                 f"{got['statements_per_message']:.1f} statements a message"
             )
             for kind, per in got["top"]:

@@ -10,13 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Column, Engine, Table, bindparam, create_engine, event, inspect, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstanceState, Mapper, Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.dml import Update
 
 from wardwatch.core import fastjson
 from wardwatch.core.actor import Actor
@@ -171,6 +173,8 @@ class Tx:
 #: and notes them with :func:`note_absent` (see :meth:`Database.look_ahead`).
 LookAhead = Callable[[Tx, frozenset[str], frozenset[str]], None]
 _ABSENT = "wardwatch.absent."
+#: The grouped UPDATE statements built so far, by kind of row and columns changed.
+_GROUPED: dict[tuple[Mapper[Any], tuple[str, ...]], Update] = {}
 
 
 def absent(session: Session, kind: str) -> AbstractSet[str]:
@@ -233,6 +237,83 @@ def _restore(work: Any, before: Any) -> None:
         work.update(before)
 
 
+def _changed_columns(state: InstanceState[Any]) -> dict[str, Any] | None:
+    """The column attributes ``state`` changed, with their new values; None if it changed
+    anything a grouped UPDATE leaves to the ORM (a relationship, a foreign key)."""
+    mapper = state.mapper
+    if any(state.attrs[rel.key].history.has_changes() for rel in mapper.relationships):
+        return None
+    changed: dict[str, Any] = {}
+    for prop in mapper.column_attrs:
+        if prop.key in state.dict and state.attrs[prop.key].history.has_changes():
+            if len(prop.columns) != 1 or prop.columns[0].foreign_keys:
+                return None
+            changed[prop.key] = state.dict[prop.key]
+    return changed
+
+
+def _grouped_update(mapper: Mapper[Any], version: Column[Any], keys: tuple[str, ...]) -> Update:
+    """UPDATE one row of ``mapper``'s table: the columns ``keys``, the next version, where
+    the id and the version seen match (bound as ``_id``, ``_seen``, ``_next``, ``_<key>``)."""
+    (pk,) = mapper.primary_key
+    values: dict[Any, Any] = {mapper.get_property(k).columns[0]: bindparam("_" + k) for k in keys}
+    values[version] = bindparam("_next")
+    return (
+        update(cast(Table, mapper.local_table))
+        .where(pk == bindparam("_id"), version == bindparam("_seen"))
+        .values(values)
+    )
+
+
+def _group_versioned_updates(session: Session, _context: object, _objects: object) -> None:
+    """Before a flush: rows of a version-checked kind (beds, tasks) changed in the same
+    columns are written by one UPDATE a kind and column set, executed for all of them at
+    once, instead of one statement each (the ORM never groups updates it version-checks).
+    Each still matches only the version it was read at, so a row someone else changed
+    meanwhile fails the flush with ``StaleDataError``, as the ORM's own would; the rows
+    written are then marked clean, and the ORM flushes the rest.
+
+    Only outside savepoints: a savepoint rolled back would not undo that marking, while a
+    transaction that fails at its top level is abandoned whole (``Database.transaction``)."""
+    if session.in_nested_transaction() or session.deleted:
+        return
+    groups: dict[tuple[Mapper[Any], tuple[str, ...]], list[tuple[Any, dict[str, Any]]]] = {}
+    for obj in session.dirty:
+        state = inspect(obj)
+        mapper = state.mapper
+        if mapper.version_id_col is None or not callable(mapper.version_id_generator):
+            continue  # not version-checked, or versions the code sets itself
+        changed = _changed_columns(state)
+        if changed:
+            groups.setdefault((mapper, tuple(sorted(changed))), []).append((obj, changed))
+    for (mapper, keys), rows in groups.items():
+        if len(rows) < 2:
+            continue  # the ORM writes one row as well
+        version = cast(Column[Any], mapper.version_id_col)
+        bump = cast(Callable[[Any], Any], mapper.version_id_generator)
+        version_key = mapper.get_property_by_column(version).key
+        rows.sort(key=lambda row: inspect(row[0]).identity)  # in key order, as the ORM
+        params = []
+        for obj, changed in rows:
+            seen = inspect(obj).dict[version_key]
+            row = {"_id": inspect(obj).identity[0], "_seen": seen, "_next": bump(seen)}
+            row.update(("_" + k, v) for k, v in changed.items())
+            params.append(row)
+        stmt = _GROUPED.get((mapper, keys))
+        if stmt is None:
+            stmt = _GROUPED[(mapper, keys)] = _grouped_update(mapper, version, keys)
+        matched = session.connection().execute(stmt, params).rowcount
+        if matched != len(params):
+            raise StaleDataError(
+                f"{mapper.class_.__name__}: {len(params) - matched} of {len(params)} rows "
+                "were changed by someone else since they were read"
+            )
+        for (obj, changed), row in zip(rows, params, strict=True):
+            for key, value in changed.items():
+                set_committed_value(obj, key, value)
+            set_committed_value(obj, version_key, row["_next"])
+
+
 class StepFailed(Exception):
     """A step without a savepoint failed (``Database.step(savepoint=False)``): what it did
     cannot be undone alone, so its transaction must be abandoned. ``error``: why it failed."""
@@ -247,6 +328,7 @@ class Database:
         self.engine = engine
         self.bus = bus
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        event.listen(self._factory, "before_flush", _group_versioned_updates)
         self.reactors: list[Reactor] = []
         self.look_aheads: list[LookAhead] = []
 
