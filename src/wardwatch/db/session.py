@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import Column, Engine, Table, bindparam, create_engine, event, inspect, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import InstanceState, Mapper, Session, sessionmaker
+from sqlalchemy.orm import ColumnProperty, InstanceState, Mapper, Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
@@ -241,14 +241,16 @@ def _changed_columns(state: InstanceState[Any]) -> dict[str, Any] | None:
     """The column attributes ``state`` changed, with their new values; None if it changed
     anything a grouped UPDATE leaves to the ORM (a relationship, a foreign key)."""
     mapper = state.mapper
-    if any(state.attrs[rel.key].history.has_changes() for rel in mapper.relationships):
-        return None
     changed: dict[str, Any] = {}
-    for prop in mapper.column_attrs:
-        if prop.key in state.dict and state.attrs[prop.key].history.has_changes():
-            if len(prop.columns) != 1 or prop.columns[0].foreign_keys:
-                return None
-            changed[prop.key] = state.dict[prop.key]
+    for key in state.committed_state:  # the attributes set since the row was read
+        if not state.attrs[key].history.has_changes():
+            continue  # set to what it was
+        prop = mapper.attrs[key]
+        if not isinstance(prop, ColumnProperty) or key not in state.dict:
+            return None
+        if len(prop.columns) != 1 or prop.columns[0].foreign_keys:
+            return None
+        changed[key] = state.dict[key]
     return changed
 
 
