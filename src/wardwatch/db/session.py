@@ -285,6 +285,8 @@ def _group_versioned_updates(session: Session, _context: object, _objects: objec
         mapper = state.mapper
         if mapper.version_id_col is None or not callable(mapper.version_id_generator):
             continue  # not version-checked, or versions the code sets itself
+        if mapper.get_property_by_column(mapper.version_id_col).key not in state.dict:
+            continue  # the version seen is not at hand (expired): the ORM reads it
         changed = _changed_columns(state)
         if changed:
             groups.setdefault((mapper, tuple(sorted(changed))), []).append((obj, changed))

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, insert, select, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.exc import StaleDataError
 
 from wardwatch.capacity.lookups import lock_beds
 from wardwatch.capacity.moves import BedMoves
@@ -246,7 +247,7 @@ class Hl7Service:
             if not careful:  # the steps' rows are written here: one that breaks a key
                 try:  # (a patient stored meanwhile by another worker) is then found
                     s.flush()  # carefully, in its own step, the others kept
-                except DBAPIError as exc:
+                except (DBAPIError, StaleDataError) as exc:
                     raise StepFailed(exc) from exc
             if kept:  # a key stored meanwhile by another worker fails the batch: see above
                 s.execute(insert(Hl7Message), kept)
