@@ -11,16 +11,21 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tests.conftest import auth
 from tests.test_bed_requests import request
 from tests.test_tasks import admit, bed_id, bed_state, discharge, tasks
 from wardwatch.capacity.lookups import lock_stay
+from wardwatch.capacity.models import Site
 from wardwatch.core.actor import SYSTEM
 from wardwatch.core.clock import ManualClock
 from wardwatch.core.errors import Conflict
 from wardwatch.runtime import Runtime
+from wardwatch.tasks.models import Team
 from wardwatch.tasks.rules import Action
+from wardwatch.tasks.schemas import TeamSpec
+from wardwatch.tasks.teams import team_for_site, upsert
 
 Headers = dict[str, str]
 
@@ -310,3 +315,16 @@ def test_a_team_configured_after_the_first_discharge_gets_the_cleaning(
     discharge(client, admin, second)
     newest = [t for t in tasks(client, admin) if t["bed"] == "ACU1-AMU-02"]
     assert [t["team"] for t in newest] == ["ACU1-wards-hk"]
+
+
+def test_a_team_configured_earlier_in_the_same_transaction_is_the_one_found(
+    small: Runtime,
+) -> None:
+    """team_for_site reads without flushing what is pending (so a batch's rows go together),
+    except a team changed in the same transaction, which it must see."""
+    with small.db.transaction() as tx:
+        s = tx.session
+        site = s.scalars(select(Site).where(Site.code == "ACU1")).one()
+        made = upsert(s, TeamSpec(code="ACU1-hk", name="HK", kind="housekeeping", site="ACU1"))
+        assert team_for_site(s, site.id, "housekeeping") is made
+        assert not s.scalars(select(Team).where(Team.auto)).all()  # no default team made

@@ -242,11 +242,15 @@ def _changed_columns(state: InstanceState[Any]) -> dict[str, Any] | None:
     anything a grouped UPDATE leaves to the ORM (a relationship, a foreign key)."""
     mapper = state.mapper
     changed: dict[str, Any] = {}
-    for key in state.committed_state:  # the attributes set since the row was read
-        if not state.attrs[key].history.has_changes():
+    # The attributes set since the row was read, with the values they were read with.
+    for key, was in state.committed_state.items():
+        if key not in state.dict:
+            return None
+        now = state.dict[key]
+        if was is now or was == now:
             continue  # set to what it was
         prop = mapper.attrs[key]
-        if not isinstance(prop, ColumnProperty) or key not in state.dict:
+        if not isinstance(prop, ColumnProperty):
             return None
         if len(prop.columns) != 1 or prop.columns[0].foreign_keys:
             return None

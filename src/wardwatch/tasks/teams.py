@@ -66,11 +66,17 @@ def _find_or_make(s: Session, site_id: str, kind: str) -> Team:
 
 
 def _find(s: Session, site_id: str, kind: str) -> Team | None:
-    return s.scalars(
+    query = (
         select(Team)
         .where(Team.site_id == site_id, Team.kind == kind)
         .order_by(Team.auto, Team.code)
-    ).first()
+    )
+    if any(isinstance(o, Team) for o in (*s.new, *s.dirty)):
+        return s.scalars(query).first()  # a team changed here: written first (autoflush)
+    # Otherwise without a flush: nothing pending can change the answer (a team made above
+    # is flushed by its savepoint), and a batch's rows then go together at its end.
+    with s.no_autoflush:
+        return s.scalars(query).first()
 
 
 def team_by_code(s: Session, code: str) -> Team:
