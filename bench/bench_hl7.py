@@ -14,7 +14,8 @@ N worker processes (:mod:`wardwatch.ingest.pool`), as ``wardwatch serve --ingest
 does.
 
 With ``--in-process`` there is no listener: ``Hl7Service.handle_batch`` is timed directly
-(batches of one message per connection) and its SQL statements counted by kind.
+(batches of one message per connection), with the process's CPU a message and its SQL
+statements counted by kind.
 
 Usage: ``.venv/bin/python bench/bench_hl7.py --backend both --messages 2000``
 """
