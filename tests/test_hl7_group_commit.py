@@ -341,3 +341,25 @@ def test_a_batch_tells_of_its_first_quarantine_once(
         firsts = [r.data["first"] for r in s.scalars(query.order_by(EventRecord.seq))]
     assert firsts == ["yes", "no"]
     assert counted(feed, Notification, Notification.event_type == "hl7.quarantined") == 2
+
+
+def test_an_open_stay_found_is_held_for_the_transaction(feed: Runtime) -> None:
+    """open_stay_of locks the stay it finds and keeps it for the rest of the transaction:
+    asked again (a reactor asks after the move), nothing is read."""
+    feed.hl7.handle(adt("A01", T0, pid("HELD"), pv1("ACU1-AMU^^1^ACU1")), source="t")
+    reads: list[str] = []
+
+    def read(*args: object) -> None:
+        reads.append(str(args[2]))
+
+    with feed.db.transaction() as tx:
+        patient = find_patient(tx.session, PatientIn(local_id="HELD", sex="unknown"))
+        assert patient is not None
+        stay = open_stay_of(tx.session, patient)
+        assert stay is not None
+        event.listen(feed.engine, "before_cursor_execute", read)
+        try:
+            assert open_stay_of(tx.session, patient) is stay
+        finally:
+            event.remove(feed.engine, "before_cursor_execute", read)
+    assert reads == []

@@ -132,12 +132,15 @@ def open_stay_of(session: Session, patient: Patient) -> Stay | None:
     if known is not None and patient.id in known:
         stay = known[patient.id]  # locked already (know_open_stays, or a stay made here)
         return stay if stay is not None and stay.discharged_at is None else None
-    return session.scalars(
+    stay = session.scalars(
         select(Stay)
         .where(Stay.patient_id == patient.id, Stay.discharged_at.is_(None))
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
+    if stay is not None:  # locked: remembered (and held) for the rest of the transaction
+        session.info.setdefault(OPEN_STAYS, {})[patient.id] = stay
+    return stay
 
 
 def know_open_stays(session: Session, patient_ids: Iterable[str]) -> list[Stay]:
