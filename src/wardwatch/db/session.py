@@ -173,8 +173,6 @@ class Tx:
 #: and notes them with :func:`note_absent` (see :meth:`Database.look_ahead`).
 LookAhead = Callable[[Tx, frozenset[str], frozenset[str]], None]
 _ABSENT = "wardwatch.absent."
-#: The grouped UPDATE statements built so far, by kind of row and columns changed.
-_GROUPED: dict[tuple[Mapper[Any], tuple[str, ...]], Update] = {}
 
 
 def absent(session: Session, kind: str) -> AbstractSet[str]:
@@ -256,6 +254,10 @@ def _changed_columns(state: InstanceState[Any]) -> dict[str, Any] | None:
             return None
         changed[key] = state.dict[key]
     return changed
+
+
+#: The grouped UPDATE statements built so far, by kind of row and columns changed.
+_GROUPED: dict[tuple[Mapper[Any], tuple[str, ...]], Update] = {}
 
 
 def _grouped_update(mapper: Mapper[Any], version: Column[Any], keys: tuple[str, ...]) -> Update:
