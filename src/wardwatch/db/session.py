@@ -213,13 +213,6 @@ def made(session: Session, what: str, key: str) -> None:
         note_absent(session, kind, {key})
 
 
-def forget_absent(session: Session, kind: str) -> None:
-    """This transaction made ``kind`` rows it cannot tie to one key: nothing is known absent."""
-    found = session.info.get(_ABSENT + kind)
-    if found is not None:
-        found.clear()
-
-
 def _is_container(value: object) -> bool:
     return isinstance(value, (dict, list, set))
 

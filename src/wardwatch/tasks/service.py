@@ -181,6 +181,8 @@ class TaskService:
         s = tx.session
         known: dict[str, tuple[Task, ...]] = s.info.setdefault(OPEN_CLEANING, {})
         wanted = bed_ids - known.keys()
+        if not wanted:
+            return
         tasks = s.scalars(
             select(Task)
             .where(
