@@ -41,6 +41,10 @@ WHITESPACE = b" \t\r\n"
 #: until then (~13 ms a message here), so a person changing one of those beds waits at most
 #: a batch; larger batches gained nothing in throughput (PERFORMANCE.md).
 MAX_BATCH = 16
+#: While another batch is in hand, a free lane waits at most this long for the connections
+#: answered within this long to send their next message, so that they share its commit
+#: instead of a lane taking them one by one (a batch's fixed cost is that of ~4 messages).
+GATHER_S = 0.002
 
 #: Applies a batch of (message, source) and returns their answers, only after the commit.
 ApplyBatch = Callable[[list[tuple[bytes, str | None]]], Awaitable[list[Handled]]]
@@ -53,21 +57,34 @@ class GroupCommit:
     at most one message per connection, no two batches in hand hold messages of the same
     connection, and each connection's order is kept. While the batches are being applied
     the next one gathers.
+
+    The connections answered together send again together, so before it starts a lane
+    waits (at most ``gather``, :data:`GATHER_S`) for those answered in the last ``gather``
+    that have not sent again, until it holds its share of the busy connections (those waiting,
+    in hand or just answered, over the lanes). A connection alone, or one among quiet ones,
+    is never held.
     """
 
-    def __init__(self, apply: ApplyBatch, lanes: int = 1) -> None:
+    def __init__(self, apply: ApplyBatch, lanes: int = 1, *, gather: float = GATHER_S) -> None:
         if lanes < 1:
             raise ValueError("group commit needs at least one lane")
         self.apply = apply
         self.lanes = lanes
+        self.gather = gather
         self._waiting: list[tuple[bytes, str, asyncio.Future[Handled]]] = []
         self._draining = 0  # drainers running; each ends when it finds nothing waiting
         self._drainers: set[asyncio.Task[None]] = set()  # their tasks, kept referenced
+        self._in_hand = 0  # messages being applied
+        #: Connections answered (when, loop time) that have not sent again; lanes > 1 only.
+        self._answered: dict[str, float] = {}
+        self._arrived = asyncio.Event()
 
     async def submit(self, raw: bytes, source: str) -> Handled:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Handled] = loop.create_future()
         self._waiting.append((raw, source, answer))
+        if self._answered.pop(source, None) is not None:
+            self._arrived.set()
         if self._draining < self.lanes:
             self._draining += 1
             drainer = loop.create_task(self._drain())
@@ -83,9 +100,14 @@ class GroupCommit:
 
     async def _drain_waiting(self) -> None:
         while self._waiting:
+            if self._answered:
+                await self._gather()
+                if not self._waiting:  # another lane took them meanwhile
+                    return
             batch = self._waiting[:MAX_BATCH]
             del self._waiting[:MAX_BATCH]
             items: list[tuple[bytes, str | None]] = [(raw, source) for raw, source, _ in batch]
+            self._in_hand += len(batch)
             try:
                 answers = await self.apply(items)
             except BaseException as exc:  # handle_batch answers everything, but no waiter
@@ -99,9 +121,36 @@ class GroupCommit:
                 else:
                     log.exception("HL7 batch could not be handled")
                 continue
-            for (_, _, answer), handled in zip(batch, answers, strict=True):
+            finally:
+                self._in_hand -= len(batch)
+            answered = asyncio.get_running_loop().time()
+            for (_, source, answer), handled in zip(batch, answers, strict=True):
                 if not answer.done():  # its connection may have gone
                     answer.set_result(handled)
+                    self._answered[source] = answered
+            if len(self._answered) > 4 * MAX_BATCH:  # connections that went quiet or closed
+                self._forget_before(answered)
+
+    def _forget_before(self, now: float) -> None:
+        self._answered = {k: t for k, t in self._answered.items() if now - t < self.gather}
+
+    async def _gather(self) -> None:
+        """Wait (at most ``self.gather``) for the connections answered lately to send,
+        until this lane holds its share of the busy connections; forget those answered
+        longer ago (they are quiet)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.gather
+        while len(self._waiting) < MAX_BATCH:
+            now = loop.time()
+            self._forget_before(now)
+            busy = len(self._waiting) + len(self._answered) + self._in_hand
+            if not self._answered or len(self._waiting) * self.lanes >= busy:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), deadline - now)
+            except TimeoutError:
+                return
 
 
 class MllpServer:
