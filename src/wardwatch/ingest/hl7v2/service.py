@@ -19,7 +19,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -228,20 +227,23 @@ class Hl7Service:
                 except (Hl7Error, WardWatchError) as exc:
                     error = _as_hl7_error(exc)
                     outcome = None
-                keep = partial(self._store, s, row_id, msg, raw, source, existing=existing_id)
                 if outcome is None:
-                    keep(
-                        status="quarantined",
-                        ack_code=error.ack,
-                        detail=error.text,
-                        location=error.location,
+                    answer = self._keep_quarantined(
+                        tx, row_id, msg, raw, source, existing_id, error, later=kept
+                    )
+                else:
+                    self._store(
+                        s,
+                        row_id,
+                        msg,
+                        raw,
+                        source,
+                        status=outcome.status,
+                        ack_code="AA",
+                        detail=outcome.detail,
+                        existing=existing_id,
                         later=kept,
                     )
-                    if existing_id is None:
-                        self._announce(tx, row_id, msg.message_type, error)
-                    answer = self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
-                else:
-                    keep(status=outcome.status, ack_code="AA", detail=outcome.detail, later=kept)
                     answer = self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
                 settled.append((i, answer))
             if not careful:  # the steps' rows are written here: one that breaks a key
@@ -364,22 +366,40 @@ class Hl7Service:
         """Keep a message that was not applied, with its reason, and answer AE/AR."""
         try:
             with self.db.transaction() as tx:
-                self._store(
-                    tx.session,
-                    row_id,
-                    msg,
-                    raw,
-                    source,
-                    status="quarantined",
-                    ack_code=error.ack,
-                    detail=error.text,
-                    location=error.location,
-                    existing=existing_id,
-                )
-                if existing_id is None:
-                    self._announce(tx, row_id, msg.message_type, error)
+                answer = self._keep_quarantined(tx, row_id, msg, raw, source, existing_id, error)
         except Conflict:
             return self._handle(raw, source)
+        return answer
+
+    def _keep_quarantined(
+        self,
+        tx: Tx,
+        row_id: str,
+        msg: Parsed,
+        raw: bytes,
+        source: str | None,
+        existing_id: str | None,
+        error: Hl7Error,
+        *,
+        later: list[dict[str, Any]] | None = None,
+    ) -> Handled:
+        """In ``tx``: keep the message as quarantined with its reason, tell of a new one, and
+        the AE/AR to send once ``tx`` has committed."""
+        self._store(
+            tx.session,
+            row_id,
+            msg,
+            raw,
+            source,
+            status="quarantined",
+            ack_code=error.ack,
+            detail=error.text,
+            location=error.location,
+            existing=existing_id,
+            later=later,
+        )
+        if existing_id is None:
+            self._announce(tx, row_id, msg.message_type, error)
         return self._reply(msg, error.ack, error.text, "quarantined", row_id, error)
 
     def _store(
