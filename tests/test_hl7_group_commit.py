@@ -363,3 +363,36 @@ def test_an_open_stay_found_is_held_for_the_transaction(feed: Runtime) -> None:
         finally:
             event.remove(feed.engine, "before_cursor_execute", read)
     assert reads == []
+
+
+def _statements(rt: Runtime, send: object) -> list[str]:
+    """The SQL statements sent while ``send()`` runs, whitespace squeezed."""
+    sent: list[str] = []
+
+    def note(*args: object) -> None:
+        sent.append(" ".join(str(args[2]).split()))
+
+    event.listen(rt.engine, "before_cursor_execute", note)
+    try:
+        send()  # type: ignore[operator]
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", note)
+    return sent
+
+
+def test_one_message_asks_for_its_patient_and_its_clock_once(feed: Runtime) -> None:
+    """A message alone (no reading ahead) still asks only once for what it needs twice: a
+    new patient by each identifier (looked up, then filed), and a known patient's clock
+    (checked for lateness, then advanced)."""
+    admit = adt("A01", T0, pid("ONCE", nhs="9434765919"), pv1("ACU1-AMU^^1^ACU1"))
+    sent = _statements(feed, lambda: feed.hl7.handle(admit, source="t"))
+    by_id = [q for q in sent if q.startswith("SELECT patients.") and "FROM patients" in q]
+    assert len(by_id) == 2, by_id  # by NHS number and by local id, each once
+    move = adt(
+        "A02", "20260105110000", pid("ONCE"), pv1("ACU1-AMU^^2^ACU1", prior="ACU1-AMU^^1^ACU1")
+    )
+    sent = _statements(feed, lambda: feed.hl7.handle(move, source="t"))
+    assert sum("FROM hl7_patient_clocks" in q for q in sent) == 1, sent
+    assert any(q.startswith("UPDATE hl7_patient_clocks") for q in sent)
+    beds = board(feed)
+    assert (beds["ACU1-AMU-01"], beds["ACU1-AMU-02"]) == ("awaiting_clean", "occupied")

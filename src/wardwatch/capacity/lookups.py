@@ -183,22 +183,22 @@ def validated_patient(p: PatientIn) -> PatientIn:
 def _by_identifier(session: Session, kind: str, value: str | None) -> Patient | None:
     if not value:
         return None
-    known: dict[tuple[str, str], Patient | None] | None = session.info.get(KNOWN_PATIENTS)
-    if known is not None and (kind, value) in known:
+    # Remembered for the transaction, found or not (the identity map holds a patient only
+    # while something else does): an admission asks once, not again when it files them.
+    known: dict[tuple[str, str], Patient | None] = session.info.setdefault(KNOWN_PATIENTS, {})
+    if (kind, value) in known:
         return known[(kind, value)]
     column = Patient.nhs_number if kind == "nhs" else Patient.local_id
     found = session.scalars(select(Patient).where(column == value)).first()
-    if known is not None:
-        known[(kind, value)] = found
+    known[(kind, value)] = found
     return found
 
 
 def _remember(session: Session, patient: Patient) -> None:
-    known: dict[tuple[str, str], Patient | None] | None = session.info.get(KNOWN_PATIENTS)
-    if known is not None:
-        for kind, value in (("nhs", patient.nhs_number), ("local", patient.local_id)):
-            if value:
-                known[(kind, value)] = patient
+    known: dict[tuple[str, str], Patient | None] = session.info.setdefault(KNOWN_PATIENTS, {})
+    for kind, value in (("nhs", patient.nhs_number), ("local", patient.local_id)):
+        if value:
+            known[(kind, value)] = patient
 
 
 def know_patients(session: Session, people: Iterable[PatientIn]) -> list[Patient]:

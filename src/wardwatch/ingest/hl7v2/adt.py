@@ -260,7 +260,11 @@ class Adt:
             return known[patient_id]  # read by look_ahead
         if patient_id in absent(self.tx.session, NO_CLOCK):
             return None  # a patient made in this transaction
-        return self.tx.session.get(Hl7PatientClock, patient_id)
+        clock = self.tx.session.get(Hl7PatientClock, patient_id)
+        # Held for the transaction: the identity map keeps a row only while something else
+        # does, and the message asks again when it advances the clock.
+        self.tx.session.info.setdefault(CLOCKS, {})[patient_id] = clock
+        return clock
 
     def superseded(self, patient: Patient, at: datetime | None) -> datetime | None:
         """The later event already applied for this patient, if this one is older."""
