@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from wardwatch.core.ids import new_id
 from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.session import Tx
 from wardwatch.ingest.hl7v2.models import Hl7Message
+from wardwatch.ingest.hl7v2.service import TRIES
 from wardwatch.notify.models import Notification
 from wardwatch.runtime import Runtime
 from wardwatch.tasks.models import Task
@@ -396,3 +397,72 @@ def test_one_message_asks_for_its_patient_and_its_clock_once(feed: Runtime) -> N
     assert any(q.startswith("UPDATE hl7_patient_clocks") for q in sent)
     beds = board(feed)
     assert (beds["ACU1-AMU-01"], beds["ACU1-AMU-02"]) == ("awaiting_clean", "occupied")
+
+
+def test_a_message_alone_that_meets_another_writer_is_tried_again_not_quarantined(
+    feed: Runtime,
+) -> None:
+    """A message applied alone whose new patient is stored by another writer between its
+    look-up and its commit (two feeds admitting the same person at the same moment) breaks
+    the key, and nothing of it is kept: it is applied again, reading afresh, and answered
+    AA onto the one patient record; it is not quarantined as if it were bad."""
+    if feed.db.dialect != "postgresql":
+        pytest.skip("SQLite lets no other writer in while a message is applied")
+    raced: list[str] = []
+
+    def another_feed_stores_the_patient(session: Session, *_: object) -> None:
+        if raced or not any(isinstance(o, Patient) and o.local_id == "TWICE" for o in session.new):
+            return
+        with Session(feed.engine) as other:
+            other.add(Patient(id=new_id("pat"), local_id="TWICE", sex="unknown"))
+            other.commit()
+        raced.append("TWICE")
+
+    event.listen(feed.db._factory, "before_flush", another_feed_stores_the_patient)
+    try:
+        answer = feed.hl7.handle(adt("A01", T0, pid("TWICE"), pv1("ACU1-AMU^^1^ACU1")), source="t")
+    finally:
+        event.remove(feed.db._factory, "before_flush", another_feed_stores_the_patient)
+    assert raced and answer.ack_code == "AA", answer.detail
+    assert counted(feed, Patient, Patient.local_id == "TWICE") == 1
+    assert counted(feed, Hl7Message, Hl7Message.status == "quarantined") == 0
+    assert board(feed)["ACU1-AMU-01"] == "occupied"
+
+
+def test_a_message_that_keeps_meeting_another_writer_is_kept_after_a_few_tries(
+    feed: Runtime,
+) -> None:
+    """Tried again only a few times: a message that meets another writer on every try (here
+    the patient is removed before each look-up and stored again before each write) is kept
+    in quarantine with the reason, AE, and nothing of it on the board."""
+    if feed.db.dialect != "postgresql":
+        pytest.skip("SQLite lets no other writer in while a message is applied")
+    writes: list[int] = []
+
+    def other() -> Session:
+        return Session(feed.engine)
+
+    def removed_before_each_look_up(*args: object) -> None:
+        if "FROM patients" in str(args[2]) and str(args[2]).lstrip().startswith("SELECT"):
+            with other() as s:
+                s.execute(delete(Patient).where(Patient.local_id == "AGAIN"))
+                s.commit()
+
+    def stored_before_each_write(session: Session, *_: object) -> None:
+        if any(isinstance(o, Patient) and o.local_id == "AGAIN" for o in session.new):
+            with other() as s:
+                s.add(Patient(id=new_id("pat"), local_id="AGAIN", sex="unknown"))
+                s.commit()
+            writes.append(1)
+
+    event.listen(feed.engine, "before_cursor_execute", removed_before_each_look_up)
+    event.listen(feed.db._factory, "before_flush", stored_before_each_write)
+    try:
+        answer = feed.hl7.handle(adt("A01", T0, pid("AGAIN"), pv1("ACU1-AMU^^1^ACU1")), source="t")
+    finally:
+        event.remove(feed.engine, "before_cursor_execute", removed_before_each_look_up)
+        event.remove(feed.db._factory, "before_flush", stored_before_each_write)
+    assert len(writes) == TRIES
+    assert answer.ack_code == "AE" and "someone else at the same moment" in answer.detail
+    assert counted(feed, Hl7Message, Hl7Message.status == "quarantined") == 1
+    assert board(feed)["ACU1-AMU-01"] == "available"

@@ -23,7 +23,7 @@ from sqlalchemy.sql.dml import Update
 from wardwatch.core import fastjson
 from wardwatch.core.actor import Actor
 from wardwatch.core.bus import Bus
-from wardwatch.core.errors import ConcurrentChange, Conflict
+from wardwatch.core.errors import ConcurrentChange
 from wardwatch.core.events import DomainEvent
 from wardwatch.db.audit import AuditEntry
 from wardwatch.db.eventlog import EventRecord, domain_event
@@ -389,7 +389,7 @@ class Database:
         except DBAPIError as exc:
             session.rollback()
             if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
-                raise Conflict(
+                raise ConcurrentChange(
                     "two changes to the same records met (a deadlock or serialisation "
                     "failure); nothing was saved: try again"
                 ) from exc

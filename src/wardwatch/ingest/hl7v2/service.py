@@ -42,6 +42,9 @@ from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, decode, parse
 from wardwatch.virtualward.ingest import Ingestor
 
 FINAL = ("accepted", "ignored", "discarded")
+#: How many times a message is applied when it meets another writer at the same moment
+#: (``ConcurrentChange``) before it is kept in quarantine.
+TRIES = 3
 #: The event of a message newly put in quarantine (HAZ-017): the integration engineer and the
 #: control centre are told (built-in rule) when it is the first while the queue was empty.
 QUARANTINED = "hl7.quarantined"
@@ -287,6 +290,7 @@ class Hl7Service:
         *,
         existing_id: str | None,
         actor: Actor | None = None,
+        tries: int = TRIES,
     ) -> Handled:
         row_id = existing_id or new_id("hl7")
         feed = actor or Actor(name=f"hl7:{msg.get('MSH', 3) or 'unknown'}", role="integration")
@@ -317,6 +321,14 @@ class Hl7Service:
         except (Hl7Error, WardWatchError) as exc:
             if isinstance(exc, Conflict) and existing_id is None and self._find(msg.key):
                 return self._handle(raw, source)  # a copy was stored at the same moment
+            if isinstance(exc, ConcurrentChange) and tries > 1:
+                # Another writer met the same rows at the same moment (the same new patient
+                # from another feed, a deadlock): nothing of this try was kept. Not a bad
+                # message: apply it again, reading afresh.
+                log.info("HL7 %s met another writer; trying again", msg.control_id)
+                return self._process(
+                    msg, raw, source, existing_id=existing_id, actor=actor, tries=tries - 1
+                )
             return self._quarantine(msg, raw, source, row_id, existing_id, _as_hl7_error(exc))
         return self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
 
