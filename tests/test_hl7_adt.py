@@ -6,6 +6,7 @@ MLLP listener calls); the socket itself is covered in test_hl7_mllp.py.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import PAYLOADS, SMALL_SYSTEM, auth
 from tests.hl7util import ack_fields, adt, pid, pv1
+from wardwatch.app import periodic_checks
 from wardwatch.capacity.service import BedFilter
 from wardwatch.cli import app as cli
 from wardwatch.core.actor import Actor
@@ -349,6 +351,61 @@ def test_a_quarantine_tells_the_engineer_once_while_the_queue_is_not_empty(
     send(feed, adt("A01", "20260105101000", pid("P3"), pv1("AMU^^3^ACU1")))
     assert [e["first"] for e in _quarantine_events(feed)] == ["yes", "no", "no", "yes"]
     assert len(feed.notify.feed(audiences)) == 4
+
+
+def test_messages_left_in_quarantine_are_recalled_every_few_hours(
+    feed: Runtime, clock: ManualClock
+) -> None:
+    """HAZ-017 (a): while messages wait in quarantine the integration engineer and the
+    control centre are reminded every few hours (4 by default) how many wait and for how
+    long the oldest: not before the oldest has waited that long, not twice within it, not
+    once the queue is empty; the reminder names no patient."""
+    audiences = ["role:integration", "role:control-centre"]
+    start = clock.now()
+    send(feed, adt("A01", T0, pid("P1"), pv1("AMU^^1^ACU1")))  # "AMU": not mapped
+    clock.advance(timedelta(hours=1))
+    send(feed, adt("A01", "20260105100500", pid("P2"), pv1("AMU^^2^ACU1")))
+    clock.set(start + timedelta(hours=3, minutes=59))
+    assert feed.hl7.remind() is None  # the oldest has waited less than 4 h
+    clock.set(start + timedelta(hours=4))
+    said = feed.hl7.remind()
+    assert said is not None and (said["count"], said["waited"]) == (2, "4 h 0 min")
+    assert said["summary"].startswith("2 HL7 messages wait in quarantine, the oldest for 4 h")
+    told = [n for n in feed.notify.feed(audiences) if "wait in quarantine" in n["subject"]]
+    assert sorted(n["audience"] for n in told) == sorted(audiences)
+    clock.advance(timedelta(hours=3, minutes=59))
+    assert feed.hl7.remind() is None  # reminded 3 h 59 min ago
+    clock.advance(timedelta(minutes=1))
+    again = feed.hl7.remind()
+    assert again is not None and again["waited"] == "8 h 0 min"
+    with feed.db.read() as s:
+        reminders = s.scalars(
+            select(EventRecord.data).where(EventRecord.type == "hl7.quarantine_waiting")
+        ).all()
+    assert len(reminders) == 2
+    assert not any("P1" in str(v) or "P2" in str(v) for r in reminders for v in r.values())
+    engineer = Actor(name="engineer", role="integration")
+    for row in feed.hl7.list(status="quarantined"):
+        feed.hl7.discard(row["id"], "PAS test data", engineer)
+    clock.advance(timedelta(days=2))
+    assert feed.hl7.remind() is None  # nothing waits
+
+
+def test_the_servers_periodic_checks_send_the_quarantine_reminder(
+    feed: Runtime, clock: ManualClock
+) -> None:
+    """``wardwatch serve`` runs the reminder with its other periodic checks."""
+    send(feed, adt("A01", T0, pid("P1"), pv1("AMU^^1^ACU1")))
+    clock.advance(timedelta(hours=5))
+
+    async def one_round() -> None:
+        with pytest.raises(TimeoutError):  # the loop runs until the server stops
+            await asyncio.wait_for(periodic_checks(feed), timeout=3)
+
+    asyncio.run(one_round())
+    with feed.db.read() as s:
+        types = s.scalars(select(EventRecord.type)).all()
+    assert types.count("hl7.quarantine_waiting") == 1
 
 
 def test_quarantine_fix_and_replay_through_the_api(feed: Runtime, client: TestClient) -> None:

@@ -61,9 +61,10 @@ async def _purge_hl7(runtime: Runtime) -> None:
         await asyncio.sleep(PURGE_EVERY_SECONDS)
 
 
-async def _escalate(runtime: Runtime) -> None:
+async def periodic_checks(runtime: Runtime) -> None:
     """Raise due task escalations, virtual-ward alert escalations and missed readings,
-    ambulance delay alerts and OPEL level changes, every ``escalation_interval_seconds``."""
+    ambulance delay alerts, OPEL level changes and reminders of HL7 messages waiting in
+    quarantine, every ``escalation_interval_seconds``."""
     while True:
         try:
             raised = await asyncio.to_thread(runtime.tasks.escalate_due)
@@ -88,6 +89,12 @@ async def _escalate(runtime: Runtime) -> None:
                 log.info("OPEL %s", change.summary)
         except Exception:
             log.exception("OPEL check failed")
+        try:
+            reminder = await asyncio.to_thread(runtime.hl7.remind)
+            if reminder:
+                log.warning("%s", reminder["summary"])
+        except Exception:
+            log.exception("HL7 quarantine reminder failed")
         await asyncio.sleep(runtime.settings.escalation_interval_seconds)
 
 
@@ -123,7 +130,7 @@ def create_app(
         server: MllpServer | None = None
         app.state.mllp = None
         purge = asyncio.create_task(_purge_hl7(runtime))
-        escalate = asyncio.create_task(_escalate(runtime))
+        escalate = asyncio.create_task(periodic_checks(runtime))
         # --- notifications: the delivery worker, woken after each commit (notify/) ---
         app.state.dispatcher = Dispatcher(runtime.notify)
         deliveries = asyncio.create_task(app.state.dispatcher.run())

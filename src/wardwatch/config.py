@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     hl7_retention_days: int = Field(default=90, ge=1, description="keep raw HL7 this long")
     hl7_application: str = Field(default="WARDWATCH", description="MSH-3 of our ACKs")
+    hl7_quarantine_reminder_hours: float = Field(
+        default=4.0,
+        gt=0,
+        le=168,
+        description="while HL7 messages wait in quarantine, remind the integration engineer "
+        "and the control centre this often",
+    )
     escalation_interval_seconds: float = Field(
         default=15.0, gt=0, le=3600, description="how often overdue tasks are looked for"
     )

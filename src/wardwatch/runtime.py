@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
@@ -67,6 +68,7 @@ class Runtime:
             retention_days=self.settings.hl7_retention_days,
             application=self.settings.hl7_application,
             ingestor=self.virtualward.ingestor,
+            remind_every=timedelta(hours=self.settings.hl7_quarantine_reminder_hours),
         )
 
     @classmethod

@@ -275,6 +275,9 @@ rules:
     on: [hl7.quarantined]
     when: {first: "yes"}
     notify: ["feed:role:integration", "feed:role:control-centre"]
+  - name: HL7 messages still waiting in quarantine
+    on: [hl7.quarantine_waiting]
+    notify: ["feed:role:integration", "feed:role:control-centre"]
 """
 
 

@@ -22,16 +22,18 @@ from datetime import timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 
 from wardwatch.capacity.lookups import lock_beds
+from wardwatch.capacity.models import HealthSystem
 from wardwatch.capacity.moves import BedMoves
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
 from wardwatch.core.errors import ConcurrentChange, Conflict, NotFound, WardWatchError
 from wardwatch.core.ids import new_id
+from wardwatch.db.eventlog import EventRecord
 from wardwatch.db.filters import one_of
 from wardwatch.db.session import Database, StepFailed, Tx
 from wardwatch.ingest.hl7v2 import adt, oru
@@ -48,6 +50,9 @@ TRIES = 3
 #: The event of a message newly put in quarantine (HAZ-017): the integration engineer and the
 #: control centre are told (built-in rule) when it is the first while the queue was empty.
 QUARANTINED = "hl7.quarantined"
+#: Messages have waited in quarantine a while: said again every ``remind_every`` while
+#: the queue is not empty (HAZ-017), so a broken feed is not forgotten after its first notice.
+WAITING = "hl7.quarantine_waiting"
 #: A transaction's scratch: the messages it has put in quarantine so far.
 _ANNOUNCED = "hl7_quarantined"
 log = logging.getLogger(__name__)
@@ -72,6 +77,7 @@ class Hl7Service:
         retention_days: int = 90,
         application: str = "WARDWATCH",
         ingestor: Ingestor | None = None,
+        remind_every: timedelta = timedelta(hours=4),
     ) -> None:
         self.db = db
         self.clock = clock
@@ -82,6 +88,8 @@ class Hl7Service:
         self.application = application
         #: Where ORU^R01 observations go (the virtual ward's); without it ORU is refused.
         self.ingestor = ingestor
+        #: While messages wait in quarantine, how often to say so again (:meth:`remind`).
+        self.remind_every = remind_every
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -614,6 +622,40 @@ class Hl7Service:
             row.detail = f"discarded by {actor.label}: {reason} (was: {row.detail})"
         return self.get(message_id)
 
+    def remind(self) -> dict[str, Any] | None:
+        """While messages wait in quarantine, say so again every ``remind_every``: once the
+        oldest has waited that long, and no sooner than that after the last reminder. The
+        built-in rule tells the integration engineer and the control centre (HAZ-017: the
+        bed board is wrong for those patients until the messages are replayed). Called by
+        the server's periodic checks; returns what was said, or None."""
+        now = self.clock.now()
+        with self.db.transaction() as tx:
+            s = tx.session
+            # One reminder at a time (SQLite: BEGIN IMMEDIATE already serialises writers).
+            s.scalar(select(HealthSystem.id).where(HealthSystem.id == 1).with_for_update())
+            count, oldest = s.execute(
+                select(func.count(), func.min(Hl7Message.received_at)).where(
+                    Hl7Message.status == "quarantined"
+                )
+            ).one()
+            if not count or now - oldest < self.remind_every:
+                return None
+            last = s.scalar(select(func.max(EventRecord.at)).where(EventRecord.type == WAITING))
+            if last is not None and now - last < self.remind_every:
+                return None
+            waited = _duration(now - oldest)
+            many = f"{count} HL7 messages wait" if count > 1 else "1 HL7 message waits"
+            data = {
+                "count": count,
+                "oldest": oldest.isoformat(),
+                "waited": waited,
+                "summary": f"{many} in quarantine, the oldest for {waited}: the bed board "
+                "may be wrong for those patients until they are fixed and replayed "
+                "(/api/hl7/messages?status=quarantined)",
+            }
+            tx.record(WAITING, at=now, actor=Actor(name="hl7", role="integration"), data=data)
+        return data
+
     def purge(self) -> int:
         """Forget the text of messages older than the retention period (not quarantined)."""
         cutoff = self.clock.now() - self.retention
@@ -628,6 +670,16 @@ class Hl7Service:
                 .values(raw=None)
             )
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _duration(d: timedelta) -> str:
+    """'3 days 4 h', '5 h 7 min', '12 min'."""
+    minutes = int(d.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} day{'s' if days > 1 else ''} {hours} h"
+    return f"{hours} h {mins} min" if hours else f"{mins} min"
 
 
 def _as_hl7_error(exc: Exception) -> Hl7Error:
