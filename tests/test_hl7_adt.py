@@ -391,10 +391,11 @@ def test_messages_left_in_quarantine_are_recalled_every_few_hours(
     assert feed.hl7.remind() is None  # nothing waits
 
 
-def test_the_servers_periodic_checks_send_the_quarantine_reminder(
+def test_the_servers_periodic_checks_remind_of_the_quarantine_and_a_silent_feed(
     feed: Runtime, clock: ManualClock
 ) -> None:
-    """``wardwatch serve`` runs the reminder with its other periodic checks."""
+    """``wardwatch serve`` runs the quarantine reminder and the feed silence check with its
+    other periodic checks."""
     send(feed, adt("A01", T0, pid("P1"), pv1("AMU^^1^ACU1")))
     clock.advance(timedelta(hours=5))
 
@@ -406,6 +407,7 @@ def test_the_servers_periodic_checks_send_the_quarantine_reminder(
     with feed.db.read() as s:
         types = s.scalars(select(EventRecord.type)).all()
     assert types.count("hl7.quarantine_waiting") == 1
+    assert types.count("hl7.feed_silent") == 1  # PAS|ACU1, quiet for 5 h
 
 
 def test_quarantine_fix_and_replay_through_the_api(feed: Runtime, client: TestClient) -> None:

@@ -63,8 +63,8 @@ async def _purge_hl7(runtime: Runtime) -> None:
 
 async def periodic_checks(runtime: Runtime) -> None:
     """Raise due task escalations, virtual-ward alert escalations and missed readings,
-    ambulance delay alerts, OPEL level changes and reminders of HL7 messages waiting in
-    quarantine, every ``escalation_interval_seconds``."""
+    ambulance delay alerts, OPEL level changes, HL7 feeds gone silent and reminders of HL7
+    messages waiting in quarantine, every ``escalation_interval_seconds``."""
     while True:
         try:
             raised = await asyncio.to_thread(runtime.tasks.escalate_due)
@@ -89,6 +89,11 @@ async def periodic_checks(runtime: Runtime) -> None:
                 log.info("OPEL %s", change.summary)
         except Exception:
             log.exception("OPEL check failed")
+        try:
+            for said in await asyncio.to_thread(runtime.hl7.feeds.check):
+                log.warning("%s", said["summary"])
+        except Exception:
+            log.exception("HL7 feed silence check failed")
         try:
             reminder = await asyncio.to_thread(runtime.hl7.remind)
             if reminder:

@@ -404,7 +404,7 @@ def hl7_replay(file: Path) -> None:
     """Load a file of HL7 messages (a PAS export) through the feed, in order."""
     from rich.progress import Progress
 
-    from wardwatch.ingest.hl7v2.service import split_file
+    from wardwatch.ingest.hl7v2.service import FROM_FILE, split_file
 
     try:
         messages = list(split_file(file.read_bytes()))
@@ -414,7 +414,7 @@ def hl7_replay(file: Path) -> None:
     counts: dict[str, int] = {}
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task(f"Replaying {file.name}", total=len(messages))
-        source = f"file:{file.name}"
+        source = f"{FROM_FILE}{file.name}"
         for start in range(0, len(messages), REPLAY_BATCH):  # in order, sharing commits
             chunk = messages[start : start + REPLAY_BATCH]
             for handled in rt.hl7.handle_batch([(raw, source) for raw in chunk]):
@@ -424,6 +424,28 @@ def hl7_replay(file: Path) -> None:
     out.print(f"{len(messages)} messages: {summary or 'none'}")
     if counts.get("quarantined"):
         out.print("see them with: wardwatch hl7 quarantine list")
+
+
+@hl7_app.command("feeds")
+def hl7_feeds(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each sending system (MSH-3|MSH-4), when it was last heard, and whether it is silent."""
+    rows = runtime().hl7.feeds.list()
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} HL7 senders")
+    for col in ("sender", "last heard", "quiet for", "state"):
+        table.add_column(col)
+    for r in rows:
+        state = (
+            "retired (a week quiet)"
+            if r["retired"]
+            else f"SILENT since {_when(r['silent_since'])}"
+            if r["silent_since"]
+            else "talking"
+        )
+        table.add_row(r["sender"], _when(r["last_heard_at"]), r["quiet"], state)
+    out.print(table)
 
 
 @quarantine_app.command("list")

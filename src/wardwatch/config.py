@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     hl7_retention_days: int = Field(default=90, ge=1, description="keep raw HL7 this long")
     hl7_application: str = Field(default="WARDWATCH", description="MSH-3 of our ACKs")
+    hl7_silence_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="report an HL7 sender (MSH-3|MSH-4) not heard for this long to the "
+        "integration engineer and the control centre (0: never)",
+    )
     hl7_quarantine_reminder_hours: float = Field(
         default=4.0,
         gt=0,

@@ -69,6 +69,9 @@ class Runtime:
             application=self.settings.hl7_application,
             ingestor=self.virtualward.ingestor,
             remind_every=timedelta(hours=self.settings.hl7_quarantine_reminder_hours),
+            silence=timedelta(minutes=self.settings.hl7_silence_minutes)
+            if self.settings.hl7_silence_minutes
+            else None,
         )
 
     @classmethod

@@ -278,6 +278,9 @@ rules:
   - name: HL7 messages still waiting in quarantine
     on: [hl7.quarantine_waiting]
     notify: ["feed:role:integration", "feed:role:control-centre"]
+  - name: HL7 feed silent, or heard again
+    on: [hl7.feed_silent, hl7.feed_resumed]
+    notify: ["feed:role:integration", "feed:role:control-centre"]
 """
 
 

@@ -41,9 +41,9 @@ WHITESPACE = b" \t\r\n"
 #: until then (~13 ms a message here), so a person changing one of those beds waits at most
 #: a batch; larger batches gained nothing in throughput (PERFORMANCE.md).
 MAX_BATCH = 16
-#: While another batch is in hand, a free lane waits at most this long for the connections
-#: answered within this long to send their next message, so that they share its commit
-#: instead of a lane taking them one by one (a batch's fixed cost is that of ~4 messages).
+#: Before it starts a batch, a lane waits at most this long for the connections answered
+#: within this long to send their next message, so that they share one commit instead of a
+#: lane taking them one by one (a batch's fixed cost is that of ~4 messages).
 GATHER_S = 0.002
 
 #: Applies a batch of (message, source) and returns their answers, only after the commit.
@@ -75,7 +75,7 @@ class GroupCommit:
         self._draining = 0  # drainers running; each ends when it finds nothing waiting
         self._drainers: set[asyncio.Task[None]] = set()  # their tasks, kept referenced
         self._in_hand = 0  # messages being applied
-        #: Connections answered (when, loop time) that have not sent again; lanes > 1 only.
+        #: Connections answered lately (when, loop time) that have not sent again.
         self._answered: dict[str, float] = {}
         self._arrived = asyncio.Event()
 

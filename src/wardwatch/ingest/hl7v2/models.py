@@ -44,3 +44,15 @@ class Hl7PatientClock(Base):
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
     last_event_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_message_id: Mapped[str] = mapped_column(String(40))
+
+
+class Hl7Feed(Base):
+    """A sending system (MSH-3|MSH-4) and when it was last heard (to the minute), so that a
+    feed gone quiet is reported (:mod:`wardwatch.ingest.hl7v2.feeds`)."""
+
+    __tablename__ = "hl7_feeds"
+
+    sender: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_heard_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Reported silent: since when (its last message then); cleared when it is heard again.
+    silent_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

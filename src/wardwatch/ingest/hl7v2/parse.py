@@ -158,8 +158,13 @@ class Parsed:
         return f"{self.message_code}^{self.trigger}"
 
     @property
+    def sender(self) -> str:
+        """The sending system: MSH-3|MSH-4 (application and facility)."""
+        return f"{self.get('MSH', 3)}|{self.get('MSH', 4)}"
+
+    @property
     def key(self) -> str:
-        return f"{self.get('MSH', 3)}|{self.get('MSH', 4)}|{self.control_id}"
+        return f"{self.sender}|{self.control_id}"
 
 
 def pid_identifiers(msg: Parsed, occurrence: int = 1) -> tuple[str | None, str | None]:

@@ -55,3 +55,10 @@ def replay_all(rt: RuntimeDep, who: Engineer) -> dict[str, int]:
 def discard(message_id: str, req: Discard, rt: RuntimeDep, who: Engineer) -> dict[str, Any]:
     """Take a quarantined message out of the queue for good, with a reason."""
     return rt.hl7.discard(message_id, req.reason, who.actor)
+
+
+@router.get("/feeds")
+def feeds(rt: RuntimeDep, _: Engineer) -> list[dict[str, Any]]:
+    """Each sending system (MSH-3|MSH-4): when it was last heard (to the minute), and since
+    when it is reported silent (``WARDWATCH_HL7_SILENCE_MINUTES``)."""
+    return rt.hl7.feeds.list()

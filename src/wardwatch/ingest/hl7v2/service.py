@@ -38,12 +38,15 @@ from wardwatch.db.filters import one_of
 from wardwatch.db.session import Database, StepFailed, Tx
 from wardwatch.ingest.hl7v2 import adt, oru
 from wardwatch.ingest.hl7v2.ack import AckError, build_ack
+from wardwatch.ingest.hl7v2.feeds import FeedWatch, duration
 from wardwatch.ingest.hl7v2.locations import Locations
 from wardwatch.ingest.hl7v2.models import Hl7Message
 from wardwatch.ingest.hl7v2.parse import Hl7Error, Parsed, decode, parse
 from wardwatch.virtualward.ingest import Ingestor
 
 FINAL = ("accepted", "ignored", "discarded")
+#: The ``source`` of messages loaded from a file (``wardwatch hl7 replay FILE``).
+FROM_FILE = "file:"
 #: How many times a message is applied when it meets another writer at the same moment
 #: (``ConcurrentChange``) before it is kept in quarantine.
 TRIES = 3
@@ -78,6 +81,7 @@ class Hl7Service:
         application: str = "WARDWATCH",
         ingestor: Ingestor | None = None,
         remind_every: timedelta = timedelta(hours=4),
+        silence: timedelta | None = timedelta(hours=1),
     ) -> None:
         self.db = db
         self.clock = clock
@@ -90,6 +94,8 @@ class Hl7Service:
         self.ingestor = ingestor
         #: While messages wait in quarantine, how often to say so again (:meth:`remind`).
         self.remind_every = remind_every
+        #: Each sending system and when it was last heard; a silent one is reported.
+        self.feeds = FeedWatch(db, clock, silence=silence)
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -125,6 +131,8 @@ class Hl7Service:
         except Hl7Error as exc:
             row_id = self._quarantine_unparsed(raw, exc, source)
             return self._reply(None, exc.ack, exc.text, "quarantined", row_id, exc)
+        if _live(source):
+            self.feeds.heard([msg.sender])
         existing = self._find(msg.key)
         if existing is not None and existing.status in FINAL:
             return self._duplicate(msg, existing)
@@ -172,11 +180,14 @@ class Hl7Service:
             run.clear()
             keys.clear()
 
+        senders: set[str] = set()
         for i, (raw, source) in enumerate(items):
             try:
                 msg: Parsed | None = parse(raw)
             except Hl7Error:
                 msg = None
+            if msg is not None and _live(source):
+                senders.add(msg.sender)
             if msg is not None and msg.message_code == "ADT":
                 key = msg.key
                 if key in keys:
@@ -187,6 +198,7 @@ class Hl7Service:
             finish_run()
             answers[i] = self.handle(raw, source=source)
         finish_run()
+        self.feeds.heard(senders)
         return cast(list[Handled], answers)  # every message was answered above
 
     def _apply_batch(
@@ -643,7 +655,7 @@ class Hl7Service:
             last = s.scalar(select(func.max(EventRecord.at)).where(EventRecord.type == WAITING))
             if last is not None and now - last < self.remind_every:
                 return None
-            waited = _duration(now - oldest)
+            waited = duration(now - oldest)
             many = f"{count} HL7 messages wait" if count > 1 else "1 HL7 message waits"
             data = {
                 "count": count,
@@ -672,14 +684,10 @@ class Hl7Service:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _duration(d: timedelta) -> str:
-    """'3 days 4 h', '5 h 7 min', '12 min'."""
-    minutes = int(d.total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days} day{'s' if days > 1 else ''} {hours} h"
-    return f"{hours} h {mins} min" if hours else f"{mins} min"
+def _live(source: str | None) -> bool:
+    """Whether a message came from a live feed, not from a file loaded by hand (an export
+    of what a silent feed missed must not make it look heard, HAZ-035)."""
+    return not (source or "").startswith(FROM_FILE)
 
 
 def _as_hl7_error(exc: Exception) -> Hl7Error:
