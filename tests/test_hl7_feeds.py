@@ -50,12 +50,14 @@ def test_a_feed_gone_quiet_is_reported_once_and_again_when_heard(
     assert sorted(n["audience"] for n in told) == sorted(AUDIENCES)
     clock.set(start + timedelta(hours=3))
     assert small.hl7.feeds.check() == []  # said once
-    [row] = small.hl7.feeds.list()
+    [row] = small.hl7.feeds.senders()
     assert row["silent_since"] == start and row["quiet"] == "3 h 0 min"
+    assert [f["sender"] for f in small.hl7.feeds.silent()] == ["PAS|ACU1"]
     assert small.hl7.handle(admission(2), source="t").ack_code == "AA"
+    assert small.hl7.feeds.silent() == []  # heard: no longer warned of, even before a check
     [again] = small.hl7.feeds.check()
     assert again["summary"] == "HL7 feed PAS|ACU1 heard again after 3 h 0 min of silence"
-    assert small.hl7.feeds.list()[0]["silent_since"] is None
+    assert small.hl7.feeds.senders()[0]["silent_since"] is None
     assert len(events(small, SILENT)) == len(events(small, RESUMED)) == 1
     assert not any("F1" in str(e) or "F2" in str(e) for e in events(small, SILENT))
 
@@ -77,7 +79,7 @@ def test_a_retired_feed_or_a_watch_turned_off_says_nothing(
     small.hl7.handle(admission(1), source="t")
     clock.advance(timedelta(days=8))
     assert small.hl7.feeds.check() == []  # a week without a word: retired, not silent
-    assert small.hl7.feeds.list()[0]["retired"] is True
+    assert small.hl7.feeds.senders()[0]["retired"] is True
     off = Hl7Service(small.db, clock, silence=None)
     off.handle(admission(2), source="t")
     clock.advance(timedelta(hours=5))
@@ -102,7 +104,7 @@ def test_a_sender_is_written_at_most_once_a_minute(small: Runtime, clock: Manual
         assert len(writes) == 2
     finally:
         event.remove(small.engine, "before_cursor_execute", note)
-    assert small.hl7.feeds.list()[0]["last_heard_at"] == clock.now()
+    assert small.hl7.feeds.senders()[0]["last_heard_at"] == clock.now()
 
 
 def test_the_engineer_sees_the_feeds_through_the_api_and_the_cli(
@@ -117,6 +119,10 @@ def test_the_engineer_sees_the_feeds_through_the_api_and_the_cli(
     assert (feed["sender"], feed["quiet"]) == ("PAS|ACU1", "2 h 0 min")
     assert feed["silent_since"] is not None
     assert client.get("/api/hl7/feeds", headers=auth(small, "read-only")).status_code == 403
+    # What the control-centre page warns of: any reader may see it (no patient data).
+    silent = client.get("/api/hl7/feeds/silent", headers=auth(small, "read-only"))
+    assert silent.status_code == 200
+    assert [(f["sender"], f["quiet"]) for f in silent.json()] == [("PAS|ACU1", "2 h 0 min")]
     monkeypatch.setattr("wardwatch.cli.runtime", lambda: small)
     result = CliRunner().invoke(cli, ["hl7", "feeds", "--json"])
     assert result.exit_code == 0, result.output
@@ -135,7 +141,7 @@ def test_a_process_that_heard_a_sender_earlier_never_moves_it_back(
     # Another worker process, whose message came in a moment before, writes after it.
     other = Hl7Service(small.db, ManualClock(start + timedelta(minutes=4)))
     other.feeds.heard(["PAS|ACU1"])
-    assert small.hl7.feeds.list()[0]["last_heard_at"] == start + timedelta(minutes=5)
+    assert small.hl7.feeds.senders()[0]["last_heard_at"] == start + timedelta(minutes=5)
 
 
 def test_an_export_loaded_by_hand_does_not_make_a_silent_feed_look_heard(
@@ -149,4 +155,4 @@ def test_an_export_loaded_by_hand_does_not_make_a_silent_feed_look_heard(
     assert loaded[0].ack_code == "AA"
     small.hl7.handle(admission(3), source="file:pas-export.hl7")
     assert small.hl7.feeds.check() == []  # not "heard again"
-    assert small.hl7.feeds.list()[0]["silent_since"] is not None
+    assert small.hl7.feeds.senders()[0]["silent_since"] is not None

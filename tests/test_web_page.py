@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from wardwatch.capacity.states import BedState
 from wardwatch.capacity.system import load_system_file
 from wardwatch.config import Settings
 from wardwatch.core.actor import SYSTEM
+from wardwatch.ingest.hl7v2.feeds import FeedWatch
 from wardwatch.runtime import Runtime
 
 pytestmark = pytest.mark.browser
@@ -194,6 +196,26 @@ def test_page_with_token_in_url_shows_live_figures_matching_the_api(
     expect(page.locator("#kind-grid")).to_contain_text("Acute hospitals")
     expect(page.locator("#kind-grid")).to_contain_text("Virtual wards")
     expect(page.locator("#stale-banner")).to_be_hidden()
+
+
+def test_a_silent_hospital_feed_gets_a_banner_until_it_is_heard(served: Served, page: Any) -> None:
+    """HAZ-035: "Live" says the page hears WardWatch, not that WardWatch hears the PAS: a
+    feed reported silent gets a banner of its own, gone once the feed is heard again."""
+    feeds = served.rt.hl7.feeds
+    feeds.silence = timedelta(seconds=1)
+    feeds.heard(["PAS|XMW01"])
+    open_live(page, served)
+    banner = page.locator("#feed-banner")
+    expect(banner).to_be_hidden()
+    time.sleep(1.1)
+    assert [s["sender"] for s in feeds.check()] == ["PAS|XMW01"]
+    expect(banner).to_be_visible(timeout=WAIT_MS)
+    expect(banner).to_contain_text("No HL7 messages from PAS|XMW01 since")
+    expect(banner).to_contain_text("the board may be missing its admissions")
+    expect(page.locator("#live-status")).to_have_text("Live")  # the page's own stream is fine
+    FeedWatch(served.rt.db, served.rt.clock, silence=None).heard(["PAS|XMW01"])  # a worker
+    assert feeds.check()[0]["summary"].startswith("HL7 feed PAS|XMW01 heard again")
+    expect(banner).to_be_hidden(timeout=WAIT_MS)
 
 
 def test_page_follows_changes_live_without_reloading(served: Served, page: Any) -> None:

@@ -429,7 +429,7 @@ def hl7_replay(file: Path) -> None:
 @hl7_app.command("feeds")
 def hl7_feeds(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Each sending system (MSH-3|MSH-4), when it was last heard, and whether it is silent."""
-    rows = runtime().hl7.feeds.list()
+    rows = runtime().hl7.feeds.senders()
     if as_json:
         _print_json(rows)
         return

@@ -130,7 +130,7 @@ class FeedWatch:
         tx.record(kind, at=now, actor=ACTOR, data=data)
         return data
 
-    def list(self) -> list[dict[str, Any]]:
+    def senders(self) -> list[dict[str, Any]]:
         """Every sender heard, with when it was last heard and whether it is reported silent."""
         now = self.clock.now()
         with self.db.read() as s:
@@ -143,4 +143,24 @@ class FeedWatch:
                     "retired": now - f.last_heard_at >= RETIRED_AFTER,
                 }
                 for f in s.scalars(select(Hl7Feed).order_by(Hl7Feed.sender))
+            ]
+
+    def silent(self) -> list[dict[str, Any]]:
+        """The senders reported silent and not heard since: what the control-centre page warns
+        of (no patient data)."""
+        now = self.clock.now()
+        with self.db.read() as s:
+            query = (
+                select(Hl7Feed)
+                .where(Hl7Feed.silent_since.is_not(None))
+                .where(Hl7Feed.last_heard_at <= Hl7Feed.silent_since)
+                .order_by(Hl7Feed.sender)
+            )
+            return [
+                {
+                    "sender": f.sender,
+                    "last_heard_at": f.last_heard_at,
+                    "quiet": duration(max(now - f.last_heard_at, timedelta(0))),
+                }
+                for f in s.scalars(query)
             ]

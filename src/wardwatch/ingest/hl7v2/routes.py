@@ -13,6 +13,7 @@ from wardwatch.auth.service import Principal
 
 router = APIRouter(prefix="/api/hl7", tags=["hl7"])
 Engineer = Annotated[Principal, principal_for(P.FEEDS_ADMIN)]
+Reader = Annotated[Principal, principal_for(P.CAPACITY_READ)]
 Status = Literal["accepted", "ignored", "quarantined", "discarded"]
 
 
@@ -57,8 +58,15 @@ def discard(message_id: str, req: Discard, rt: RuntimeDep, who: Engineer) -> dic
     return rt.hl7.discard(message_id, req.reason, who.actor)
 
 
+@router.get("/feeds/silent")
+def silent_feeds(rt: RuntimeDep, _: Reader) -> list[dict[str, Any]]:
+    """The sending systems reported silent and not heard since (HAZ-035): the board may be
+    missing their moves. What the control-centre page warns of; no patient data."""
+    return rt.hl7.feeds.silent()
+
+
 @router.get("/feeds")
 def feeds(rt: RuntimeDep, _: Engineer) -> list[dict[str, Any]]:
     """Each sending system (MSH-3|MSH-4): when it was last heard (to the minute), and since
     when it is reported silent (``WARDWATCH_HL7_SILENCE_MINUTES``)."""
-    return rt.hl7.feeds.list()
+    return rt.hl7.feeds.senders()

@@ -269,6 +269,30 @@
     document.body.classList.toggle('is-stale', stale);
   }
 
+  /**
+   * The hospital feeds that have gone quiet (HAZ-035): "Live" says this page hears WardWatch,
+   * not that WardWatch hears the PAS, so a silent feed gets a banner of its own. A failed
+   * fetch leaves what is shown; the next refresh tries again.
+   */
+  async function refreshFeeds(current) {
+    let silent;
+    try {
+      silent = await api('/api/hl7/feeds/silent');
+    } catch (err) {
+      if (isAuthError(err)) throw err;
+      return;
+    }
+    if (current()) renderFeeds(silent);
+  }
+
+  function renderFeeds(silent) {
+    const el = $('feed-banner');
+    el.hidden = silent.length === 0;
+    el.replaceChildren(...silent.map((f) => h('p', { 'data-sender': f.sender },
+      h('strong', null, `No HL7 messages from ${f.sender} since ${clockTime(new Date(f.last_heard_at))}`),
+      ` (${f.quiet}): the board may be missing its admissions, moves and discharges since then.`)));
+  }
+
   function showError(message) {
     const el = $('error-banner');
     el.hidden = !message;
@@ -330,6 +354,7 @@
         $('dashboard').hidden = false;
         renderOccupancy();
       }
+      await refreshFeeds(current);
     } catch (err) {
       if (!current()) {
         // stale: nothing to report; the new session's own refresh follows below
