@@ -8,6 +8,8 @@ or counter of its own) while the others in its batch are kept. On SQLite and Pos
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -49,6 +51,28 @@ T0 = "20260105100000"
 def feed(small: Runtime, clock: ManualClock) -> Runtime:
     clock.set(datetime(2026, 1, 5, 12, 0, tzinfo=UTC))
     return small
+
+
+@contextmanager
+def another_writer_files_first(rt: Runtime, local_id: str) -> Iterator[list[str]]:
+    """While open, the first transaction about to write a new patient ``local_id`` is beaten
+    to it: another connection commits the same patient just before (once). Yields the list
+    that says it happened."""
+    raced: list[str] = []
+
+    def files_first(session: Session, *_: object) -> None:
+        if raced or not any(isinstance(o, Patient) and o.local_id == local_id for o in session.new):
+            return
+        with Session(rt.engine) as other:
+            other.add(Patient(id=new_id("pat"), local_id=local_id, sex="unknown"))
+            other.commit()
+        raced.append(local_id)
+
+    event.listen(rt.db._factory, "before_flush", files_first)
+    try:
+        yield raced
+    finally:
+        event.remove(rt.db._factory, "before_flush", files_first)
 
 
 def board(rt: Runtime, ward: str = "ACU1-AMU") -> dict[str, str]:
@@ -271,26 +295,13 @@ def test_a_patient_stored_elsewhere_while_a_batch_is_written_is_met_carefully(
     onto the one patient record."""
     if feed.db.dialect != "postgresql":
         pytest.skip("SQLite lets no other writer in while a batch is open")
-    raced: list[str] = []
-
-    def another_worker_stores_the_patient(session: Session, *_: object) -> None:
-        if raced or not any(isinstance(o, Patient) and o.local_id == "RACE" for o in session.new):
-            return
-        with Session(feed.engine) as other:
-            other.add(Patient(id=new_id("pat"), local_id="RACE", sex="unknown"))
-            other.commit()
-        raced.append("RACE")
-
-    event.listen(feed.db._factory, "before_flush", another_worker_stores_the_patient)
-    try:
+    with another_writer_files_first(feed, "RACE") as raced:
         answers = feed.hl7.handle_batch(
             [
                 (adt("A01", T0, pid("RACE"), pv1("ACU1-AMU^^1^ACU1")), "t"),
                 (adt("A01", T0, pid("CALM"), pv1("ACU1-AMU^^2^ACU1")), "t"),
             ]
         )
-    finally:
-        event.remove(feed.db._factory, "before_flush", another_worker_stores_the_patient)
     assert raced and [a.ack_code for a in answers] == ["AA", "AA"], [a.detail for a in answers]
     assert "batch failed" not in caplog.text  # settled in the batch, not one by one
     assert counted(feed, Patient, Patient.local_id == "RACE") == 1
@@ -408,21 +419,8 @@ def test_a_message_alone_that_meets_another_writer_is_tried_again_not_quarantine
     AA onto the one patient record; it is not quarantined as if it were bad."""
     if feed.db.dialect != "postgresql":
         pytest.skip("SQLite lets no other writer in while a message is applied")
-    raced: list[str] = []
-
-    def another_feed_stores_the_patient(session: Session, *_: object) -> None:
-        if raced or not any(isinstance(o, Patient) and o.local_id == "TWICE" for o in session.new):
-            return
-        with Session(feed.engine) as other:
-            other.add(Patient(id=new_id("pat"), local_id="TWICE", sex="unknown"))
-            other.commit()
-        raced.append("TWICE")
-
-    event.listen(feed.db._factory, "before_flush", another_feed_stores_the_patient)
-    try:
+    with another_writer_files_first(feed, "TWICE") as raced:
         answer = feed.hl7.handle(adt("A01", T0, pid("TWICE"), pv1("ACU1-AMU^^1^ACU1")), source="t")
-    finally:
-        event.remove(feed.db._factory, "before_flush", another_feed_stores_the_patient)
     assert raced and answer.ack_code == "AA", answer.detail
     assert counted(feed, Patient, Patient.local_id == "TWICE") == 1
     assert counted(feed, Hl7Message, Hl7Message.status == "quarantined") == 0

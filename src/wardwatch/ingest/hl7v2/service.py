@@ -255,18 +255,7 @@ class Hl7Service:
                         tx, row_id, msg, raw, source, existing_id, error, later=kept
                     )
                 else:
-                    self._store(
-                        s,
-                        row_id,
-                        msg,
-                        raw,
-                        source,
-                        status=outcome.status,
-                        ack_code="AA",
-                        detail=outcome.detail,
-                        existing=existing_id,
-                        later=kept,
-                    )
+                    self._store_applied(s, row_id, msg, raw, source, existing_id, outcome, kept)
                     answer = self._reply(msg, "AA", outcome.detail, outcome.status, row_id)
                 settled.append((i, answer))
             if not careful:  # the steps' rows are written here: one that breaks a key
@@ -327,17 +316,7 @@ class Hl7Service:
                         location="MSH^1^9",
                     )
                 outcome = self._apply_adt(tx, msg, row_id, feed)
-                self._store(
-                    tx.session,
-                    row_id,
-                    msg,
-                    raw,
-                    source,
-                    status=outcome.status,
-                    ack_code="AA",
-                    detail=outcome.detail,
-                    existing=existing_id,
-                )
+                self._store_applied(tx.session, row_id, msg, raw, source, existing_id, outcome)
         except (Hl7Error, WardWatchError) as exc:
             if isinstance(exc, Conflict) and existing_id is None and self._find(msg.key):
                 return self._handle(raw, source)  # a copy was stored at the same moment
@@ -402,6 +381,31 @@ class Hl7Service:
         except Conflict:
             return self._handle(raw, source)
         return answer
+
+    def _store_applied(
+        self,
+        s: Any,
+        row_id: str,
+        msg: Parsed,
+        raw: bytes,
+        source: str | None,
+        existing_id: str | None,
+        outcome: adt.Outcome,
+        later: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Keep a message applied (or ignored as late) with its outcome, answered AA."""
+        self._store(
+            s,
+            row_id,
+            msg,
+            raw,
+            source,
+            status=outcome.status,
+            ack_code="AA",
+            detail=outcome.detail,
+            existing=existing_id,
+            later=later,
+        )
 
     def _keep_quarantined(
         self,
