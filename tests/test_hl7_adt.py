@@ -140,6 +140,33 @@ def test_cancel_admit_restores_the_bed_exactly(feed: Runtime) -> None:
     assert board(feed)["ACU1-AMU-03"] == "available"
 
 
+def test_an_admission_is_not_cancelled_after_its_patient_moved_until_the_move_is(
+    feed: Runtime,
+) -> None:
+    """A11 after an A02: the bed the patient lies in now was never the admission's, and the
+    bed they left has been dealt with since, so nothing can be put back exactly. Refused
+    (AE, quarantined, the board untouched) with what to do; once the transfer is cancelled
+    (A12), the replayed A11 undoes the admission exactly."""
+    send(feed, adt("A01", T0, pid("P1"), pv1("ACU1-AMU^^1^ACU1")))
+    send(feed, adt("A02", "20260105103000", pid("P1"), pv1("ACU1-AMU^^2^ACU1")))
+    before = board(feed)
+    h = send(feed, adt("A11", "20260105104000", pid("P1"), pv1("ACU1-AMU^^2^ACU1")))
+    assert (h.ack_code, h.status) == ("AE", "quarantined")
+    assert "moved since the admission (now in bed ACU1-AMU-02)" in h.detail
+    assert "cancel the move first" in h.detail
+    assert board(feed) == before
+    assert (
+        send(feed, adt("A12", "20260105104500", pid("P1"), pv1("ACU1-AMU^^2^ACU1"))).ack_code
+        == "AA"
+    )
+    engineer = Actor(name="engineer", role="integration")
+    assert h.message_id is not None
+    assert feed.hl7.replay(h.message_id, engineer)["status"] == "accepted"
+    b = board(feed)
+    assert (b["ACU1-AMU-01"], b["ACU1-AMU-02"]) == ("available", "available")
+    assert feed.capacity.list_stays() == []
+
+
 def test_cancel_transfer_and_cancel_discharge(feed: Runtime) -> None:
     send(feed, adt("A01", T0, pid("P1"), pv1("ACU1-AMU^^1^ACU1")))
     send(feed, adt("A02", "20260105103000", pid("P1"), pv1("ACU1-AMU^^2^ACU1")))

@@ -177,9 +177,10 @@ def test_a_batch_matches_the_same_messages_sent_one_by_one(
     amu, f1 = board(small, "ACU1-AMU"), board(small, "ACU1-F1")
     first_four = [amu[f"ACU1-AMU-0{n}"] for n in range(1, 5)]
     assert first_four == [f1[f"ACU1-F1-0{n}"] for n in range(1, 5)]
-    # Bed 1 left by the transfer, bed 2's admission cancelled (A11), bed 3 closed after
-    # its discharge (A20 C).
-    assert first_four == ["awaiting_clean", "available", "closed", "available"]
+    # Bed 1 left by the transfer; bed 2 still occupied, since an admission cannot be
+    # cancelled (A11, AE) after its patient moved; bed 3 closed after its discharge (A20 C).
+    assert first_four == ["awaiting_clean", "occupied", "closed", "available"]
+    assert alone[-1] == "AE"
 
 
 def test_a_failed_step_undoes_its_events_and_planned_work_but_not_the_others(

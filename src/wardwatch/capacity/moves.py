@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from wardwatch.capacity.lookups import (
@@ -213,7 +213,16 @@ class BedMoves(PendingMoves):
         """
         require_open(stay)
         bed = lock_bed(tx.session, stay.bed_id)
-        before = self._state_before(tx.session, bed.id, stay.id, "stay.admitted")
+        admitted = self._logged(tx.session, bed.id, stay.id, "stay.admitted")
+        if admitted is None:
+            # Moved since (a transfer, a swap): the bed it lies in now was never its
+            # admission's, so there is nothing there to put back exactly, and the bed it
+            # left has been dealt with since. Someone must decide what is true.
+            raise Conflict(
+                f"the patient has moved since the admission (now in bed {bed.code}): "
+                "cancel the move first (A12 for a transfer), then the admission"
+            )
+        before = _restored(admitted.from_state)
         if before == S.RESERVED and not self.reopen_pending(tx, stay.patient_id, "admit", bed.id):
             before = S.AVAILABLE
         when = self.when(bed, at)
@@ -378,9 +387,12 @@ class BedMoves(PendingMoves):
             stay_id=stay.id,
         )
 
-    def _state_before(self, s: Session, bed_id: str, stay_id: str, event_type: str) -> BedState:
-        from_state = s.scalar(
-            select(EventRecord.from_state)
+    def _logged(
+        self, s: Session, bed_id: str, stay_id: str, event_type: str
+    ) -> Row[int, str | None] | None:
+        """The stay's last ``event_type`` event on this bed (its from_state), if any."""
+        return s.execute(
+            select(EventRecord.seq, EventRecord.from_state)
             .where(
                 EventRecord.bed_id == bed_id,
                 EventRecord.stay_id == stay_id,
@@ -388,9 +400,18 @@ class BedMoves(PendingMoves):
             )
             .order_by(EventRecord.seq.desc())
             .limit(1)
-        )
-        state = BedState(from_state) if from_state else S.AVAILABLE
-        return S.AVAILABLE if state == S.OCCUPIED else state
+        ).first()
+
+    def _state_before(self, s: Session, bed_id: str, stay_id: str, event_type: str) -> BedState:
+        logged = self._logged(s, bed_id, stay_id, event_type)
+        return _restored(logged.from_state if logged is not None else None)
+
+
+def _restored(from_state: str | None) -> BedState:
+    """The state a bed goes back to when the move that took it from ``from_state`` is undone
+    (never occupied: its patient is the one leaving)."""
+    state = BedState(from_state) if from_state else S.AVAILABLE
+    return S.AVAILABLE if state == S.OCCUPIED else state
 
 
 def _audit_stay(tx: Tx, stay: Stay, actor: Actor, when: datetime, detail: str) -> None:
