@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from wardwatch.capacity.models import Bed, Patient, Site, Stay, Ward
+from wardwatch.capacity.models import Bed, HealthSystem, Patient, Site, Stay, Ward
 from wardwatch.capacity.nhs import nhs_number_problem, normalise_nhs_number
 from wardwatch.capacity.schemas import PatientIn
 from wardwatch.capacity.states import ADMITTABLE, BedState
@@ -32,6 +32,14 @@ from wardwatch.db.session import made
 LOCKED_BEDS = "wardwatch.locked_beds"
 KNOWN_PATIENTS = "wardwatch.known_patients"
 OPEN_STAYS = "wardwatch.open_stays"
+
+
+def lock_system(session: Session) -> bool:
+    """Lock the health system's row for the rest of the transaction, so that one periodic
+    checker runs at a time (SQLite: BEGIN IMMEDIATE already serialises writers). False when
+    no system is loaded."""
+    lock = select(HealthSystem.id).where(HealthSystem.id == 1).with_for_update()
+    return session.scalar(lock) is not None
 
 
 def site_by_code(session: Session, code: str) -> Site:

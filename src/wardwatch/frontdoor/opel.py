@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from wardwatch.capacity.lookups import site_by_code
+from wardwatch.capacity.lookups import lock_system, site_by_code
 from wardwatch.capacity.models import Bed, HealthSystem, Site, Stay, Ward
 from wardwatch.capacity.reports import OccupancyService
 from wardwatch.core.actor import SYSTEM, Actor
@@ -166,9 +166,7 @@ class OpelService:
         measured, system_config = self._measure(now, live=True)
         written: list[OpelChange] = []
         with self.db.transaction() as tx:
-            # One checker at a time (SQLite: BEGIN IMMEDIATE already serialises writers).
-            lock = select(HealthSystem.id).where(HealthSystem.id == 1).with_for_update()
-            if tx.session.scalar(lock) is None:
+            if not lock_system(tx.session):
                 return []
             latest = _latest(tx.session, now)
             snap = score(measured, system_config, latest, now)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from wardwatch.capacity.models import HealthSystem
+from wardwatch.capacity.lookups import lock_system
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
 from wardwatch.db.session import Database, Tx
@@ -97,8 +97,7 @@ class FeedWatch:
         now = self.clock.now()
         said: list[dict[str, Any]] = []
         with self.db.transaction() as tx:
-            # One checker at a time (SQLite: BEGIN IMMEDIATE already serialises writers).
-            tx.session.scalar(select(HealthSystem.id).where(HealthSystem.id == 1).with_for_update())
+            lock_system(tx.session)  # one checker at a time
             for feed in tx.session.scalars(select(Hl7Feed).order_by(Hl7Feed.sender)):
                 quiet = now - feed.last_heard_at
                 if feed.silent_since is None and self.silence <= quiet < RETIRED_AFTER:

@@ -26,8 +26,7 @@ from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 
-from wardwatch.capacity.lookups import lock_beds
-from wardwatch.capacity.models import HealthSystem
+from wardwatch.capacity.lookups import lock_beds, lock_system
 from wardwatch.capacity.moves import BedMoves
 from wardwatch.core.actor import Actor
 from wardwatch.core.clock import Clock
@@ -647,8 +646,7 @@ class Hl7Service:
         now = self.clock.now()
         with self.db.transaction() as tx:
             s = tx.session
-            # One reminder at a time (SQLite: BEGIN IMMEDIATE already serialises writers).
-            s.scalar(select(HealthSystem.id).where(HealthSystem.id == 1).with_for_update())
+            lock_system(s)  # one reminder at a time
             count, oldest = s.execute(
                 select(func.count(), func.min(Hl7Message.received_at)).where(
                     Hl7Message.status == "quarantined"
